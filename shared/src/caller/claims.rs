@@ -1,0 +1,110 @@
+//! Verified claims, as the policy sees them.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+/// The verified caller's claims (a JSON object).
+///
+/// Lookup by name tries the exact key first (`cognito:groups`, `https://example.com/roles`),
+/// then a dotted path into nested objects (`app_metadata.org`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct Claims(Map<String, Value>);
+
+impl Claims {
+    pub fn new(map: Map<String, Value>) -> Self {
+        Self(map)
+    }
+
+    pub fn insert(&mut self, name: impl Into<String>, value: Value) {
+        self.0.insert(name.into(), value);
+    }
+
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
+    /// The raw value at `name` (exact key, else dotted path).
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        if let Some(v) = self.0.get(name) {
+            return Some(v);
+        }
+        let mut parts = name.split('.');
+        let mut current = self.0.get(parts.next()?)?;
+        for part in parts {
+            current = current.as_object()?.get(part)?;
+        }
+        Some(current)
+    }
+
+    /// A claim as text: strings as they are, numbers and booleans in JSON form; objects,
+    /// arrays and null have no text.
+    pub fn text(&self, name: &str) -> Option<Cow<'_, str>> {
+        match self.get(name)? {
+            Value::String(s) => Some(Cow::Borrowed(s)),
+            Value::Number(n) => Some(Cow::Owned(n.to_string())),
+            Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+            _ => None,
+        }
+    }
+
+    /// A claim as a list of strings: an array's string (and number) elements; a string is
+    /// one item, or several when written as API Gateway stringifies arrays (`[a b]`) or
+    /// separated by commas or spaces (`"admin, moderator"`, OAuth `scope`).
+    pub fn list(&self, name: &str) -> Vec<String> {
+        match self.get(name) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| match v {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect(),
+            Some(Value::String(s)) => {
+                let s = s.trim();
+                let s = s.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or(s);
+                s.split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: Value) -> Claims {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn exact_key_then_dotted_path() {
+        let c = claims(json!({"sub":"alice","app_metadata":{"org":"acme"},"https://x.io/roles":["a"],"n":7,"b":true}));
+        assert_eq!(c.text("sub").as_deref(), Some("alice"));
+        assert_eq!(c.text("app_metadata.org").as_deref(), Some("acme"));
+        assert_eq!(c.list("https://x.io/roles"), vec!["a"]);
+        assert_eq!(c.text("n").as_deref(), Some("7"));
+        assert_eq!(c.text("b").as_deref(), Some("true"));
+        assert_eq!(c.text("app_metadata"), None);
+        assert_eq!(c.text("missing"), None);
+        assert_eq!(c.text("app_metadata.missing"), None);
+    }
+
+    #[test]
+    fn lists_from_arrays_and_strings() {
+        let c = claims(json!({"a":["x","y",3,{"z":1}],"s":"admin","gw":"[admin moderator]","csv":"a, b","none":null}));
+        assert_eq!(c.list("a"), vec!["x", "y", "3"]);
+        assert_eq!(c.list("s"), vec!["admin"]);
+        assert_eq!(c.list("gw"), vec!["admin", "moderator"]);
+        assert_eq!(c.list("csv"), vec!["a", "b"]);
+        assert!(c.list("none").is_empty());
+        assert!(c.list("missing").is_empty());
+    }
+}

@@ -1,0 +1,274 @@
+//! Minting Ably JWTs (HS256 signed with the API key secret).
+//!
+//! The header and claims are serialised by hand, in a fixed order, so that the output is
+//! byte-for-byte predictable (the spec's worked example is reproduced in a test) and cheap.
+
+use crate::grant::Grant;
+use crate::key::ApiKey;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use std::fmt::Write as _;
+
+/// Ably documents a practical limit of about 8 KB for a JWT (it travels in URLs and headers).
+pub const MAX_JWT_BYTES: usize = 8 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtError {
+    #[error("the JWT would be {size} bytes, over the {limit}-byte limit")]
+    TooLarge { size: usize, limit: usize },
+}
+
+/// What goes into one Ably JWT, already decided by policy and narrowing.
+#[derive(Debug, Clone, Copy)]
+pub struct JwtClaims<'a> {
+    pub issued_at_seconds: u64,
+    pub expires_at_seconds: u64,
+    /// Canonical capability JSON text.
+    pub capability: &'a str,
+    pub client_id: Option<&'a str>,
+    pub revocation_key: Option<&'a str>,
+    /// `ably.channel.<resource>` → value (sorted by resource).
+    pub channel_claims: &'a [(String, String)],
+    /// `ably.limits.publish.perAttachment.maxRate.<resource>` → messages per second.
+    pub rate_limits: &'a [(String, f64)],
+}
+
+impl<'a> JwtClaims<'a> {
+    /// Claims for a grant issued at `now_ms` (the clock in milliseconds).
+    pub fn for_grant(grant: &'a Grant, capability: &'a str, now_ms: u64) -> Self {
+        let issued_at_seconds = now_ms / 1000;
+        JwtClaims {
+            issued_at_seconds,
+            expires_at_seconds: issued_at_seconds + grant.ttl_ms / 1000,
+            capability,
+            client_id: grant.client_id.as_deref(),
+            revocation_key: grant.revocation_key.as_deref(),
+            channel_claims: &grant.channel_claims,
+            rate_limits: &grant.rate_limits,
+        }
+    }
+}
+
+/// Mint a compact JWS: `base64url(header).base64url(payload).base64url(HMAC-SHA256)`.
+pub fn mint(key: &ApiKey, claims: &JwtClaims<'_>) -> Result<String, JwtError> {
+    let mut header = String::with_capacity(48 + key.name().len());
+    header.push_str(r#"{"typ":"JWT","alg":"HS256","kid":"#);
+    push_json_string(&mut header, key.name());
+    header.push('}');
+
+    let payload = payload_json(claims);
+
+    let encoded_len = b64_len(header.len()) + 1 + b64_len(payload.len()) + 1 + 43;
+    if encoded_len > MAX_JWT_BYTES {
+        return Err(JwtError::TooLarge {
+            size: encoded_len,
+            limit: MAX_JWT_BYTES,
+        });
+    }
+    let mut token = String::with_capacity(encoded_len);
+    URL_SAFE_NO_PAD.encode_string(header.as_bytes(), &mut token);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(payload.as_bytes(), &mut token);
+    let tag = key.sign(token.as_bytes());
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut token);
+    Ok(token)
+}
+
+/// The payload JSON in the fixed claim order.
+pub fn payload_json(claims: &JwtClaims<'_>) -> String {
+    let mut p = String::with_capacity(128 + claims.capability.len() * 2);
+    let _ = write!(
+        p,
+        r#"{{"iat":{},"exp":{},"x-ably-capability":"#,
+        claims.issued_at_seconds, claims.expires_at_seconds
+    );
+    push_json_string(&mut p, claims.capability);
+    if let Some(client_id) = claims.client_id {
+        p.push_str(r#","x-ably-clientId":"#);
+        push_json_string(&mut p, client_id);
+    }
+    if let Some(revocation_key) = claims.revocation_key {
+        p.push_str(r#","x-ably-revocation-key":"#);
+        push_json_string(&mut p, revocation_key);
+    }
+    for (resource, value) in claims.channel_claims {
+        p.push(',');
+        push_json_string_prefixed(&mut p, "ably.channel.", resource);
+        p.push(':');
+        push_json_string(&mut p, value);
+    }
+    for (resource, rate) in claims.rate_limits {
+        p.push(',');
+        push_json_string_prefixed(&mut p, "ably.limits.publish.perAttachment.maxRate.", resource);
+        p.push(':');
+        push_json_number(&mut p, *rate);
+    }
+    p.push('}');
+    p
+}
+
+fn b64_len(n: usize) -> usize {
+    (n * 4).div_ceil(3)
+}
+
+/// Append `s` as a JSON string literal, escaped exactly as `serde_json` does.
+pub fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    push_json_escaped(out, s);
+    out.push('"');
+}
+
+fn push_json_string_prefixed(out: &mut String, prefix: &str, s: &str) {
+    out.push('"');
+    out.push_str(prefix);
+    push_json_escaped(out, s);
+    out.push('"');
+}
+
+/// Append the JSON-escaped body of a string (without quotes), as `serde_json` escapes it.
+pub fn push_json_escaped(out: &mut String, s: &str) {
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape: Option<&str> = match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0x08 => Some("\\b"),
+            0x0c => Some("\\f"),
+            0x00..=0x1f => None,
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        match escape {
+            Some(e) => out.push_str(e),
+            None => {
+                let _ = write!(out, "\\u{:04x}", b);
+            }
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+}
+
+/// JSON number: integers without a fraction, others in shortest round-trip form.
+fn push_json_number(out: &mut String, n: f64) {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        let _ = write!(out, "{}", n as i64);
+    } else {
+        let _ = write!(out, "{n}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> ApiKey {
+        ApiKey::parse("appId.keyId:keySecret").unwrap()
+    }
+
+    #[test]
+    fn spec_worked_example_byte_for_byte() {
+        let claims = JwtClaims {
+            issued_at_seconds: 1_700_000_000,
+            expires_at_seconds: 1_700_003_600,
+            capability: r#"{"*":["subscribe"]}"#,
+            client_id: Some("user-123"),
+            revocation_key: None,
+            channel_claims: &[],
+            rate_limits: &[],
+        };
+        assert_eq!(
+            payload_json(&claims),
+            r#"{"iat":1700000000,"exp":1700003600,"x-ably-capability":"{\"*\":[\"subscribe\"]}","x-ably-clientId":"user-123"}"#
+        );
+        let token = mint(&key(), &claims).unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(parts[0]).unwrap(),
+            br#"{"typ":"JWT","alg":"HS256","kid":"appId.keyId"}"#
+        );
+        assert_eq!(parts[2], "CCJ7XiTwO9n4SnuNgjRugkfopae4mog_wH-ux4Gbjgw");
+    }
+
+    #[test]
+    fn escaping_matches_serde_json() {
+        for s in [
+            "plain",
+            "q\"uote",
+            "back\\slash",
+            "ctl\u{1}\u{1f}\n\t\r\u{8}\u{c}",
+            "uni ✓ \u{7f}",
+            "</script>",
+        ] {
+            let mut out = String::new();
+            push_json_string(&mut out, s);
+            assert_eq!(out, serde_json::to_string(s).unwrap());
+        }
+    }
+
+    #[test]
+    fn channel_claims_and_rate_limits_are_emitted_in_order() {
+        let channel_claims = vec![("chat:*".to_owned(), r#"{"name":"x\"y"}"#.to_owned())];
+        let rate_limits = vec![("chat:*".to_owned(), 5.0), ("news".to_owned(), 0.1)];
+        let claims = JwtClaims {
+            issued_at_seconds: 10,
+            expires_at_seconds: 70,
+            capability: "{}",
+            client_id: None,
+            revocation_key: Some("org-1"),
+            channel_claims: &channel_claims,
+            rate_limits: &rate_limits,
+        };
+        let v: serde_json::Value = serde_json::from_str(&payload_json(&claims)).unwrap();
+        assert_eq!(v["x-ably-revocation-key"], "org-1");
+        assert_eq!(v["ably.channel.chat:*"], r#"{"name":"x\"y"}"#);
+        assert_eq!(v["ably.limits.publish.perAttachment.maxRate.chat:*"], 5);
+        assert_eq!(v["ably.limits.publish.perAttachment.maxRate.news"], 0.1);
+        assert!(v.get("x-ably-clientId").is_none());
+    }
+
+    #[test]
+    fn refuses_tokens_over_8_kib() {
+        let big = vec![("r".repeat(40), "v".repeat(200)); 40];
+        let claims = JwtClaims {
+            issued_at_seconds: 10,
+            expires_at_seconds: 70,
+            capability: "{}",
+            client_id: None,
+            revocation_key: None,
+            channel_claims: &big,
+            rate_limits: &[],
+        };
+        match mint(&key(), &claims) {
+            Err(JwtError::TooLarge { size, limit }) => {
+                assert_eq!(limit, 8192);
+                assert!(size > 8192);
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn size_estimate_is_exact() {
+        let claims = JwtClaims {
+            issued_at_seconds: 1,
+            expires_at_seconds: 2,
+            capability: r#"{"a":["*"]}"#,
+            client_id: Some("c"),
+            revocation_key: None,
+            channel_claims: &[],
+            rate_limits: &[],
+        };
+        let token = mint(&key(), &claims).unwrap();
+        let header_len = r#"{"typ":"JWT","alg":"HS256","kid":"appId.keyId"}"#.len();
+        assert_eq!(
+            token.len(),
+            b64_len(header_len) + 1 + b64_len(payload_json(&claims).len()) + 1 + 43
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! The client's token parameters: untrusted hints that can only narrow the grant.
+//!
+//! SDKs send them in the query string (`authMethod: "GET"`, the default) or in a
+//! form-encoded body (`authMethod: "POST"`); JSON bodies are accepted too. `clientId` and
+//! `client_id` (Python, Ruby), `capability` and `ttl` (milliseconds) are read; everything else
+//! (`rnd`, `timestamp`, `nonce`, app `authParams`) is ignored.
+
+use crate::capability::Capability;
+use crate::error::IssueError;
+use lambda_http::http::header::CONTENT_TYPE;
+use lambda_http::{Body, Request, RequestExt};
+
+/// Larger bodies are refused (413): a token request carries a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Hints larger than any sane value are refused rather than parsed.
+const MAX_TTL_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TokenHints {
+    pub client_id: Option<String>,
+    pub capability: Option<Capability>,
+    pub ttl_ms: Option<u64>,
+}
+
+#[derive(Default)]
+struct Raw {
+    client_id: Option<String>,
+    client_id_snake: Option<String>,
+    capability: Option<String>,
+    ttl: Option<String>,
+}
+
+impl Raw {
+    /// Later sources (the body) override earlier ones (the query string).
+    fn set(&mut self, name: &str, value: String) {
+        if value.is_empty() {
+            return;
+        }
+        match name {
+            "clientId" => self.client_id = Some(value),
+            "client_id" => self.client_id_snake = Some(value),
+            "capability" => self.capability = Some(value),
+            "ttl" => self.ttl = Some(value),
+            _ => {}
+        }
+    }
+
+    fn set_form(&mut self, text: &[u8]) {
+        for (name, value) in form_urlencoded::parse(text) {
+            self.set(&name, value.into_owned());
+        }
+    }
+}
+
+/// Read the hints of one request.
+pub fn parse(request: &Request) -> Result<TokenHints, IssueError> {
+    let mut raw = Raw::default();
+    match request.uri().query() {
+        Some(q) => raw.set_form(q.as_bytes()),
+        None => {
+            if let Some(map) = request.query_string_parameters_ref() {
+                for (name, value) in map.iter() {
+                    raw.set(name, value.to_owned());
+                }
+            }
+        }
+    }
+
+    let body: &[u8] = match request.body() {
+        Body::Empty => &[],
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        #[allow(unreachable_patterns)]
+        _ => &[],
+    };
+    if body.len() > MAX_BODY_BYTES {
+        return Err(IssueError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+    }
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let content_type = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        match media_type.as_str() {
+            "application/x-www-form-urlencoded" => raw.set_form(body),
+            "application/json" => read_json(&mut raw, body)?,
+            _ => return Err(IssueError::UnsupportedMediaType(truncate(&content_type, 64))),
+        }
+    }
+
+    let client_id = match (raw.client_id, raw.client_id_snake) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(IssueError::bad_request(
+                "clientId",
+                "`clientId` and `client_id` disagree; send one of them",
+            ))
+        }
+        (a, b) => a.or(b),
+    };
+    if let Some(c) = &client_id {
+        if c.chars().any(char::is_control) {
+            return Err(IssueError::bad_request(
+                "clientId",
+                "control characters are not allowed in a clientId",
+            ));
+        }
+    }
+    let capability = raw.capability.map(|c| parse_capability(&c)).transpose()?;
+    let ttl_ms = raw.ttl.map(|t| parse_ttl(&t)).transpose()?;
+    Ok(TokenHints {
+        client_id,
+        capability,
+        ttl_ms,
+    })
+}
+
+fn read_json(raw: &mut Raw, body: &[u8]) -> Result<(), IssueError> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        IssueError::bad_request(
+            "body",
+            format!("the JSON body does not parse ({e}); send a JSON object such as {{\"ttl\":3600000}}"),
+        )
+    })?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(IssueError::bad_request(
+            "body",
+            "the JSON body must be an object such as {\"ttl\":3600000}",
+        ));
+    };
+    for (name, value) in map {
+        let field: &'static str = match name.as_str() {
+            "clientId" => "clientId",
+            "client_id" => "client_id",
+            "capability" => "capability",
+            "ttl" => "ttl",
+            _ => continue,
+        };
+        let text = match value {
+            serde_json::Value::Null => continue,
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) if field == "ttl" => n.to_string(),
+            v @ serde_json::Value::Object(_) if field == "capability" => v.to_string(),
+            _ => return Err(IssueError::bad_request(field, "has the wrong JSON type")),
+        };
+        raw.set(field, text);
+    }
+    Ok(())
+}
+
+fn parse_capability(text: &str) -> Result<Capability, IssueError> {
+    let capability = Capability::parse(text).map_err(|e| IssueError::bad_request("capability", e.to_string()))?;
+    if capability.is_empty() {
+        return Err(IssueError::bad_request(
+            "capability",
+            "names no resource; omit it to receive your whole grant",
+        ));
+    }
+    Ok(capability)
+}
+
+fn parse_ttl(text: &str) -> Result<u64, IssueError> {
+    let bad = || {
+        IssueError::bad_request(
+            "ttl",
+            "must be a positive whole number of milliseconds, e.g. 3600000 for one hour",
+        )
+    };
+    if text.is_empty() || text.len() > 15 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    match text.parse::<u64>() {
+        Ok(0) | Err(_) => Err(bad()),
+        Ok(n) if n > MAX_TTL_MS => Err(bad()),
+        Ok(n) => Ok(n),
+    }
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
