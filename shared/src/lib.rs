@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod grant;
 pub mod http;
+pub mod http_client;
 pub mod jwt;
 pub mod key;
 pub mod key_source;
