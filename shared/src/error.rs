@@ -154,12 +154,27 @@ impl IssueError {
     }
 }
 
+/// Client-supplied text echoed in a message: at most `max_chars`, marked when cut.
+pub fn truncate_for_message(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn code_prefix_matches_status() {
+    fn long_echoes_are_cut() {
+        assert_eq!(truncate_for_message("abcdef", 3), "abc…");
+        assert_eq!(truncate_for_message("ab", 3), "ab");
+        assert_eq!(truncate_for_message("ééé", 2), "éé…");
+    }
+
+    #[test]
+    fn code_prefix_matches_status_except_the_403_refusals() {
         let all = [
             IssueError::MissingCredential,
             IssueError::InvalidCredential("x".into()),
@@ -185,6 +200,12 @@ mod tests {
             IssueError::Internal("x".into()),
         ];
         for e in all {
+            // 40102 and 40160 are Ably's codes for these refusals; the contract answers
+            // them with 403 so that the SDK stops retrying.
+            if matches!(e, IssueError::ClientIdMismatch { .. } | IssueError::CapabilityDenied) {
+                assert_eq!(e.status(), 403);
+                continue;
+            }
             assert_eq!(e.code() / 100, u32::from(e.status()), "{e:?}");
         }
     }

@@ -1,7 +1,7 @@
 //! What one caller is issued, and how the client's hints narrow it.
 
 use crate::capability::Capability;
-use crate::error::IssueError;
+use crate::error::{truncate_for_message, IssueError};
 use crate::params::TokenHints;
 use crate::policy::MIN_TTL_SECONDS;
 
@@ -28,7 +28,7 @@ impl Grant {
         if let Some(requested) = &hints.client_id {
             if self.client_id.as_deref() != Some(requested.as_str()) {
                 return Err(IssueError::ClientIdMismatch {
-                    requested: truncate(requested, 64),
+                    requested: truncate_for_message(requested, 64),
                     issued: self
                         .client_id
                         .as_deref()
@@ -51,9 +51,86 @@ impl Grant {
     }
 }
 
-fn truncate(s: &str, max_chars: usize) -> String {
-    match s.char_indices().nth(max_chars) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant() -> Grant {
+        let mut capability = Capability::default();
+        capability
+            .insert(
+                "chat:*",
+                crate::capability::Ops::parse(&["publish", "subscribe"]).unwrap(),
+            )
+            .unwrap();
+        Grant {
+            client_id: Some("alice".into()),
+            capability,
+            channel_claims: vec![],
+            rate_limits: vec![],
+            ttl_ms: 3_600_000,
+            revocation_key: None,
+            may_revoke: false,
+        }
+    }
+
+    fn hints(client_id: Option<&str>, capability: Option<&str>, ttl_ms: Option<u64>) -> TokenHints {
+        TokenHints {
+            client_id: client_id.map(str::to_owned),
+            capability: capability.map(|c| Capability::parse(c).unwrap()),
+            ttl_ms,
+        }
+    }
+
+    #[test]
+    fn no_hints_keep_the_grant() {
+        assert_eq!(grant().narrow(&TokenHints::default()).unwrap(), grant());
+    }
+
+    #[test]
+    fn same_client_id_is_accepted_and_another_gets_40102() {
+        assert!(grant().narrow(&hints(Some("alice"), None, None)).is_ok());
+        for other in ["bob", "*", "Alice"] {
+            let e = grant().narrow(&hints(Some(other), None, None)).unwrap_err();
+            assert_eq!((e.status(), e.code()), (403, 40102));
+        }
+        let mut anonymous = grant();
+        anonymous.client_id = None;
+        let e = anonymous.narrow(&hints(Some("alice"), None, None)).unwrap_err();
+        assert_eq!(e.code(), 40102);
+    }
+
+    #[test]
+    fn capability_hint_narrows_and_disjoint_gets_40160() {
+        let g = grant()
+            .narrow(&hints(None, Some(r#"{"chat:lobby":["subscribe","presence"]}"#), None))
+            .unwrap();
+        assert_eq!(g.capability.to_canonical_string(), r#"{"chat:lobby":["subscribe"]}"#);
+        let g = grant().narrow(&hints(None, Some(r#"{"*":["*"]}"#), None)).unwrap();
+        assert_eq!(
+            g.capability.to_canonical_string(),
+            r#"{"chat:*":["publish","subscribe"]}"#
+        );
+        let e = grant()
+            .narrow(&hints(None, Some(r#"{"news":["subscribe"]}"#), None))
+            .unwrap_err();
+        assert_eq!((e.status(), e.code()), (403, 40160));
+    }
+
+    #[test]
+    fn ttl_hint_only_shortens_with_a_floor() {
+        assert_eq!(
+            grant().narrow(&hints(None, None, Some(600_000))).unwrap().ttl_ms,
+            600_000
+        );
+        assert_eq!(
+            grant().narrow(&hints(None, None, Some(90_000_000))).unwrap().ttl_ms,
+            3_600_000
+        );
+        // Ruby sends seconds: 3600 "ms" would churn; the floor keeps a usable token.
+        assert_eq!(grant().narrow(&hints(None, None, Some(3600))).unwrap().ttl_ms, 60_000);
+        let mut short = grant();
+        short.ttl_ms = 30_000;
+        assert_eq!(short.narrow(&hints(None, None, Some(1))).unwrap().ttl_ms, 30_000);
     }
 }

@@ -107,7 +107,9 @@ impl Cors {
         let origin = request.headers().get(ORIGIN);
         if origin.is_some() && self.allowed(request).is_none() {
             let shown = origin.and_then(|o| o.to_str().ok()).unwrap_or("?");
-            return Some(Err(IssueError::OriginNotAllowed(shown.chars().take(100).collect())));
+            return Some(Err(IssueError::OriginNotAllowed(crate::error::truncate_for_message(
+                shown, 100,
+            ))));
         }
         let mut response = Response::new(Body::Empty);
         *response.status_mut() = StatusCode::NO_CONTENT;

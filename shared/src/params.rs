@@ -6,7 +6,7 @@
 //! (`rnd`, `timestamp`, `nonce`, app `authParams`) is ignored.
 
 use crate::capability::Capability;
-use crate::error::IssueError;
+use crate::error::{truncate_for_message, IssueError};
 use lambda_http::http::header::CONTENT_TYPE;
 use lambda_http::{Body, Request, RequestExt};
 
@@ -14,6 +14,8 @@ use lambda_http::{Body, Request, RequestExt};
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Hints larger than any sane value are refused rather than parsed.
 const MAX_TTL_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+/// Intersection costs |requested| × |granted|: cap the requested side.
+pub const MAX_REQUESTED_RESOURCES: usize = 100;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TokenHints {
@@ -87,7 +89,12 @@ pub fn parse(request: &Request) -> Result<TokenHints, IssueError> {
         match media_type.as_str() {
             "application/x-www-form-urlencoded" => raw.set_form(body),
             "application/json" => read_json(&mut raw, body)?,
-            _ => return Err(IssueError::UnsupportedMediaType(truncate(&content_type, 64))),
+            _ => {
+                return Err(IssueError::UnsupportedMediaType(truncate_for_message(
+                    &content_type,
+                    64,
+                )))
+            }
         }
     }
 
@@ -176,8 +183,4 @@ fn parse_ttl(text: &str) -> Result<u64, IssueError> {
         Ok(n) if n > MAX_TTL_MS => Err(bad()),
         Ok(n) => Ok(n),
     }
-}
-
-fn truncate(s: &str, max_chars: usize) -> String {
-    s.chars().take(max_chars).collect()
 }

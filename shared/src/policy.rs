@@ -521,3 +521,219 @@ fn evaluate_rules(rules: &Rules, claims: Option<&Claims>, ttl_seconds: u64) -> G
         may_revoke: false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const EXAMPLE: &str = include_str!("../../dev/policy.json");
+
+    fn verified(v: serde_json::Value) -> Caller {
+        Caller::Verified {
+            claims: serde_json::from_value(v).unwrap(),
+            via: "test",
+        }
+    }
+
+    fn policy(v: serde_json::Value) -> Policy {
+        Policy::from_json(&v.to_string(), false).unwrap()
+    }
+
+    fn policy_err(v: serde_json::Value) -> PolicyError {
+        Policy::from_json(&v.to_string(), false).unwrap_err()
+    }
+
+    #[test]
+    fn template_placeholders_and_literal_braces() {
+        let t = Template::parse(r#"{"name":"{name}","org":"{app_metadata.org}"} {} {x y}"#);
+        assert_eq!(t.claim_names().collect::<Vec<_>>(), vec!["name", "app_metadata.org"]);
+        assert_eq!(t.sample("S"), r#"{"name":"S","org":"S"} {} {x y}"#);
+        assert!(!Template::parse(r#"{"a":1}"#).has_placeholders());
+        assert_eq!(
+            Template::parse("chat:{cognito:username}")
+                .claim_names()
+                .collect::<Vec<_>>(),
+            vec!["cognito:username"]
+        );
+    }
+
+    #[test]
+    fn example_policy_grants_a_plain_user_the_base_rights() {
+        let p = Policy::from_json(EXAMPLE, false).unwrap();
+        let g = p
+            .grant(&verified(json!({"sub":"alice","name":"Alice","org":"acme"})))
+            .unwrap();
+        assert_eq!(g.client_id.as_deref(), Some("alice"));
+        assert_eq!(
+            g.capability.to_canonical_string(),
+            r#"{"chat:*":["history","subscribe"],"chat:alice":["presence","publish","subscribe"]}"#
+        );
+        assert_eq!(
+            g.channel_claims,
+            vec![("chat:*".to_owned(), r#"{"name":"Alice"}"#.to_owned())]
+        );
+        assert_eq!(g.rate_limits, vec![("chat:*".to_owned(), 5.0)]);
+        assert_eq!(g.revocation_key.as_deref(), Some("acme"));
+        assert_eq!(g.ttl_ms, 3_600_000);
+        assert!(!g.may_revoke);
+    }
+
+    #[test]
+    fn role_grants_union_capabilities_override_claims_and_shorten_ttl() {
+        let p = Policy::from_json(EXAMPLE, false).unwrap();
+        let g = p
+            .grant(&verified(
+                json!({"sub":"mo","name":"Mo","roles":["moderator","unknown"]}),
+            ))
+            .unwrap();
+        assert_eq!(
+            g.capability.get("chat:*").unwrap().names().collect::<Vec<_>>(),
+            vec!["history", "message-delete-any", "presence", "publish", "subscribe"]
+        );
+        assert!(g.capability.get("chat:mo").is_some());
+        assert_eq!(g.channel_claims, vec![("chat:*".to_owned(), "moderator".to_owned())]);
+        assert_eq!(g.ttl_ms, 900_000);
+        assert_eq!(g.revocation_key, None, "no org claim: no revocation key");
+    }
+
+    #[test]
+    fn role_claim_as_a_single_string_and_may_revoke() {
+        let p = Policy::from_json(EXAMPLE, false).unwrap();
+        let g = p.grant(&verified(json!({"sub":"root","roles":"admin"}))).unwrap();
+        assert!(g.may_revoke);
+        assert_eq!(g.ttl_ms, 3_600_000);
+    }
+
+    #[test]
+    fn anonymous_caller_gets_exactly_the_anonymous_grant() {
+        let p = Policy::from_json(EXAMPLE, false).unwrap();
+        let g = p.grant(&Caller::Anonymous).unwrap();
+        assert_eq!(g.client_id, None);
+        assert_eq!(g.capability.to_canonical_string(), r#"{"public:*":["subscribe"]}"#);
+        assert!(g.channel_claims.is_empty() && g.rate_limits.is_empty());
+        assert_eq!(g.ttl_ms, 600_000);
+    }
+
+    #[test]
+    fn anonymous_without_a_grant_gets_401() {
+        let p = policy(json!({"clientId":"{sub}","capability":{"a":["subscribe"]}}));
+        assert_eq!(p.grant(&Caller::Anonymous), Err(IssueError::MissingCredential));
+    }
+
+    #[test]
+    fn unsafe_substitution_drops_the_capability_entry() {
+        let p = policy(json!({"capability":{"chat:{sub}":["publish"],"lobby":["subscribe"]}}));
+        for sub in ["", "*", "a:b", "[meta]x", "a]", "a,b", "a\nb", "a\u{0}b"] {
+            let g = p.grant(&verified(json!({ "sub": sub }))).unwrap();
+            assert_eq!(
+                g.capability.to_canonical_string(),
+                r#"{"lobby":["subscribe"]}"#,
+                "sub={sub:?}"
+            );
+        }
+        let g = p.grant(&verified(json!({"sub":"bob"}))).unwrap();
+        assert!(g.capability.get("chat:bob").is_some());
+    }
+
+    #[test]
+    fn unsafe_or_missing_client_id_claim_is_refused_with_403() {
+        let p = policy(json!({"clientId":"{sub}","capability":{"lobby":["subscribe"]}}));
+        for claims in [
+            json!({"sub":"*"}),
+            json!({"sub":""}),
+            json!({"sub":"a:b"}),
+            json!({"sub":"x,y"}),
+            json!({}),
+        ] {
+            let e = p.grant(&verified(claims.clone())).unwrap_err();
+            assert_eq!((e.status(), e.code()), (403, 40300), "{claims}");
+        }
+        let e = p.grant(&verified(json!({"sub":"*"}))).unwrap_err();
+        assert!(e.to_string().contains("`sub`"), "{e}");
+    }
+
+    #[test]
+    fn channel_claim_values_are_json_escaped() {
+        let p =
+            policy(json!({"capability":{"chat:*":["subscribe"]},"channelClaims":{"chat:*":"{\"name\":\"{name}\"}"}}));
+        let g = p.grant(&verified(json!({"name":"x\",\"role\":\"admin"}))).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&g.channel_claims[0].1).unwrap();
+        assert_eq!(value, json!({"name":"x\",\"role\":\"admin"}));
+        assert!(value.get("role").is_none());
+    }
+
+    #[test]
+    fn numeric_and_nested_claims_substitute() {
+        let p = policy(json!({"clientId":"user-{id}","capability":{"org:{app_metadata.org}":["subscribe"]}}));
+        let g = p
+            .grant(&verified(json!({"id":42,"app_metadata":{"org":"acme"}})))
+            .unwrap();
+        assert_eq!(g.client_id.as_deref(), Some("user-42"));
+        assert!(g.capability.get("org:acme").is_some());
+    }
+
+    #[test]
+    fn verified_caller_without_any_capability_gets_403() {
+        let p = policy(json!({"capability":{"chat:{team}":["subscribe"]}}));
+        let e = p.grant(&verified(json!({"sub":"a"}))).unwrap_err();
+        assert_eq!((e.status(), e.code()), (403, 40300));
+    }
+
+    #[test]
+    fn invalid_policies_name_the_field() {
+        let cases = [
+            (json!({"capability":{"a":["publsh"]}}), "capability[\"a\"]"),
+            (json!({"capability":{"a":[]}}), "capability[\"a\"]"),
+            (json!({"capability":{"a":"subscribe"}}), "capability[\"a\"]"),
+            (json!({"capability":{":bad":["subscribe"]}}), "capability[\":bad\"]"),
+            (json!({"capability":{"a":["*","publish"]}}), "capability[\"a\"]"),
+            (
+                json!({"capability":{"a":["subscribe"]},"ttlSeconds":90000}),
+                "ttlSeconds",
+            ),
+            (json!({"capability":{"a":["subscribe"]},"ttlSeconds":10}), "ttlSeconds"),
+            (json!({"capability":{"a":["subscribe"]},"clientId":"*"}), "clientId"),
+            (
+                json!({"capability":{"a":["subscribe"]},"rateLimits":{"a":0}}),
+                "rateLimits[\"a\"]",
+            ),
+            (
+                json!({"capability":{"a":["subscribe"]},"roles":{"claim":"","grants":{}}}),
+                "roles.claim",
+            ),
+            (
+                json!({"capability":{"a":["subscribe"]},"roles":{"claim":"r","grants":{"m":{"ttlSeconds":1}}}}),
+                "roles.grants[\"m\"].ttlSeconds",
+            ),
+            (
+                json!({"anonymous":{"capability":{"chat:{sub}":["subscribe"]}}}),
+                "anonymous.capability[\"chat:{sub}\"]",
+            ),
+            (json!({"anonymous":{"capability":{}}}), "anonymous.capability"),
+            (
+                json!({"anonymous":{"capability":{"a":["subscribe"]},"mayRevoke":true}}),
+                "anonymous.mayRevoke",
+            ),
+            (json!({}), "capability"),
+        ];
+        for (doc, field) in cases {
+            let e = policy_err(doc.clone());
+            assert_eq!(e.field, field, "{doc}: {e}");
+        }
+        let e = Policy::from_json(r#"{"capabilty":{}}"#, false).unwrap_err();
+        assert!(e.message.contains("unknown field `capabilty`"), "{e}");
+        assert!(e.field.starts_with("line 1"), "{e}");
+    }
+
+    #[test]
+    fn revocable_keys_cap_ttl_at_one_hour() {
+        let doc = json!({"capability":{"a":["subscribe"]},"ttlSeconds":7200}).to_string();
+        assert!(Policy::from_json(&doc, false).is_ok());
+        let e = Policy::from_json(&doc, true).unwrap_err();
+        assert_eq!(e.field, "ttlSeconds");
+        assert!(e.message.contains("revocable"), "{e}");
+        let default_ttl = Policy::from_json(r#"{"capability":{"a":["subscribe"]}}"#, true).unwrap();
+        assert_eq!(default_ttl.ttl_seconds(), 3600);
+    }
+}

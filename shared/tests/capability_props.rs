@@ -7,9 +7,7 @@
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use shared::capability::{
-    pattern_covers, pattern_matches, validate_resource, Capability, Ops, OPERATIONS,
-};
+use shared::capability::{pattern_covers, pattern_matches, validate_resource, Capability, Ops, OPERATIONS};
 
 /// Operations checked on every sampled name: all named ones and `*`.
 fn all_op_names() -> impl Iterator<Item = &'static str> {
@@ -70,8 +68,29 @@ fn ops() -> impl Strategy<Value = Ops> {
     ]
 }
 
+/// A pattern whose literal segments need JSON escaping or are non-ASCII.
+fn odd_pattern() -> impl Strategy<Value = String> {
+    let qualifier = prop_oneof![Just(""), Just("[queue]"), Just("[*]")];
+    let seg = prop_oneof![
+        Just("a"),
+        Just("*"),
+        Just("\""),
+        Just("\\"),
+        Just("/"),
+        Just("é"),
+        Just("😀"),
+        Just("x[y]"),
+        Just("\u{2028}"),
+    ];
+    (qualifier, vec(seg, 1..=3)).prop_map(|(q, segs)| join(q, segs))
+}
+
 fn capability() -> impl Strategy<Value = Capability> {
-    vec((pattern(), ops()), 0..=5).prop_map(|entries| {
+    capability_of(pattern())
+}
+
+fn capability_of(pattern: impl Strategy<Value = String>) -> impl Strategy<Value = Capability> {
+    vec((pattern, ops()), 0..=5).prop_map(|entries| {
         let mut cap = Capability::default();
         for (resource, ops) in entries {
             cap.insert(&resource, ops).expect("generated resources are valid");
@@ -96,10 +115,7 @@ fn instances(pattern: &str) -> Vec<String> {
     let mut out = Vec::new();
     for q in qualifiers {
         for fill in ["a", "zz", "*", "a:b", "a:"] {
-            let body: Vec<&str> = rest
-                .split(':')
-                .map(|seg| if seg == "*" { fill } else { seg })
-                .collect();
+            let body: Vec<&str> = rest.split(':').map(|seg| if seg == "*" { fill } else { seg }).collect();
             out.push(format!("{q}{}", body.join(":")));
         }
         // The name one segment shorter/longer than the pattern.
@@ -154,7 +170,7 @@ proptest! {
     /// (2) The canonical string re-parses to an equal capability, and
     /// canonicalization is idempotent and agrees with serde_json.
     #[test]
-    fn canonical_round_trip(cap in capability()) {
+    fn canonical_round_trip(cap in prop_oneof![capability(), capability_of(odd_pattern())]) {
         let text = cap.to_canonical_string();
         let reparsed = Capability::parse(&text).expect("canonical text parses");
         prop_assert_eq!(&reparsed, &cap);
@@ -167,7 +183,10 @@ proptest! {
 
     /// (2b) Whitespace and entry order in the input do not change the canonical form.
     #[test]
-    fn canonical_ignores_layout(cap in capability(), reverse in any::<bool>()) {
+    fn canonical_ignores_layout(
+        cap in prop_oneof![capability(), capability_of(odd_pattern())],
+        reverse in any::<bool>(),
+    ) {
         let mut entries: Vec<String> = cap
             .iter()
             .map(|(r, o)| {
