@@ -87,6 +87,48 @@ EVENTS = {
     "jwt-method-not-allowed.json": event("DELETE", headers=bearer(ALICE)),
 }
 
+# ---- Events for the other routes (template.yaml: /auth/token-request, /auth/token, /auth/revoke):
+# the cases the other route events in events/ do not cover yet, and API Gateway authorizer
+# context as the template's HTTP API JWT authorizer sends it (claims as strings, arrays
+# stringified as "[a b]"); the Authorization header then holds the identity provider's
+# token, which the function does not verify itself (CALLER_TRUST_AUTHORIZER=true).
+
+ADMIN = {"sub": "ops-1", "name": "Ops", "org": "acme", "roles": ["admin"], "iat": ISSUED, "exp": FAR_FUTURE}
+IDP_TOKEN = (b64(json.dumps({"alg": "RS256", "kid": "idp-key-1", "typ": "JWT"}, separators=(",", ":")).encode())
+             + "." + b64(json.dumps({"sub": "carol", "iss": "https://idp.example.com/"}, separators=(",", ":")).encode())
+             + ".signature-checked-by-api-gateway")
+
+
+def with_jwt_authorizer(ev, claims, scopes=None):
+    """Add the HTTP API JWT authorizer context API Gateway puts into the event."""
+    def text(v):
+        return "[" + " ".join(str(x) for x in v) + "]" if isinstance(v, list) else str(v)
+    ev["requestContext"]["authorizer"] = {"jwt": {"claims": {k: text(v) for k, v in claims.items()},
+                                                  "scopes": scopes}}
+    return ev
+
+
+CAROL = {"sub": "carol", "name": "Carol", "org": "acme", "iss": "https://idp.example.com/", "aud": "ably-authurl",
+         "iat": ISSUED, "exp": FAR_FUTURE}
+IDP_BEARER = {"authorization": "Bearer " + IDP_TOKEN}
+
+ROUTE_EVENTS = {
+    "token-request-bad-ttl.json": event(path="/auth/token-request", query="ttl=one-hour", headers=bearer(ALICE)),
+    "token-request-authorizer.json": with_jwt_authorizer(
+        event(path="/auth/token-request", query="rnd=5", headers=IDP_BEARER), CAROL),
+    "ably-token-expired-caller.json": event(path="/auth/token", headers=bearer(EXPIRED)),
+    "ably-token-bad-capability.json": event(path="/auth/token", query="capability=%5B%22chat%3A*%22%5D",
+                                            headers=bearer(ALICE)),
+    "ably-token-authorizer.json": with_jwt_authorizer(
+        event("POST", path="/auth/token", headers={**IDP_BEARER, "content-type": "application/x-www-form-urlencoded"},
+              body="clientId=carol&rnd=2"), CAROL),
+    "revoke-authorizer-admin.json": with_jwt_authorizer(
+        event("POST", path="/auth/revoke", headers={**IDP_BEARER, "content-type": "application/json"},
+              body=json.dumps({"clientIds": ["mallory"]})),
+        {**CAROL, "sub": "ops-2", "roles": ["admin"]}),
+}
+EVENTS.update(ROUTE_EVENTS)
+
 if __name__ == "__main__":
     here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "events")
     os.makedirs(here, exist_ok=True)

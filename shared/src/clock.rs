@@ -1,10 +1,18 @@
 //! Time, behind a trait so tests can fix it.
 
+use crate::caller::BoxFuture;
+use crate::error::IssueError;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+
+    /// Align with a reference clock before timestamps are taken (once per container for
+    /// [`crate::ably_rest::AblyClock`], `ABLY_QUERY_TIME=true`); a no-op for local clocks.
+    fn calibrate(&self) -> BoxFuture<'_, Result<(), IssueError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]

@@ -30,8 +30,8 @@ pub enum IssueError {
         field: &'static str,
         message: Cow<'static, str>,
     },
-    #[error("method {0} is not allowed: use GET or POST")]
-    MethodNotAllowed(String),
+    #[error("method {method} is not allowed here: use {allowed}")]
+    MethodNotAllowed { method: String, allowed: &'static str },
     #[error("unsupported Content-Type {0:?}: send application/x-www-form-urlencoded or application/json")]
     UnsupportedMediaType(String),
     #[error("request body is larger than {limit} bytes")]
@@ -73,6 +73,11 @@ impl std::fmt::Display for UpstreamFault {
 }
 
 impl IssueError {
+    /// 405 for `request`'s method; `allowed` reads like "GET or POST".
+    pub fn method_not_allowed(method: &str, allowed: &'static str) -> Self {
+        IssueError::MethodNotAllowed { method: truncate_for_message(method, 16), allowed }
+    }
+
     pub fn bad_request(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
         IssueError::BadRequest {
             field,
@@ -93,7 +98,7 @@ impl IssueError {
             | IssueError::CapabilityDenied
             | IssueError::OriginNotAllowed(_) => 403,
             IssueError::BadRequest { .. } => 400,
-            IssueError::MethodNotAllowed(_) => 405,
+            IssueError::MethodNotAllowed { .. } => 405,
             IssueError::PayloadTooLarge { .. } => 413,
             IssueError::UnsupportedMediaType(_) => 415,
             IssueError::Misconfigured(_) | IssueError::TokenTooLarge { .. } | IssueError::Internal(_) => 500,
@@ -112,7 +117,7 @@ impl IssueError {
             IssueError::CapabilityDenied => 40160,
             IssueError::Forbidden(_) | IssueError::OriginNotAllowed(_) => 40300,
             IssueError::BadRequest { .. } => 40000,
-            IssueError::MethodNotAllowed(_) => 40500,
+            IssueError::MethodNotAllowed { .. } => 40500,
             IssueError::PayloadTooLarge { .. } => 41300,
             IssueError::UnsupportedMediaType(_) => 41500,
             IssueError::Misconfigured(_) | IssueError::TokenTooLarge { .. } | IssueError::Internal(_) => 50000,
@@ -141,7 +146,7 @@ impl IssueError {
             IssueError::ClientIdMismatch { .. } => "client_id_mismatch",
             IssueError::CapabilityDenied => "capability_denied",
             IssueError::BadRequest { .. } => "bad_request",
-            IssueError::MethodNotAllowed(_) => "method_not_allowed",
+            IssueError::MethodNotAllowed { .. } => "method_not_allowed",
             IssueError::UnsupportedMediaType(_) => "unsupported_media_type",
             IssueError::PayloadTooLarge { .. } => "payload_too_large",
             IssueError::OriginNotAllowed(_) => "origin_not_allowed",
@@ -185,7 +190,7 @@ mod tests {
             },
             IssueError::CapabilityDenied,
             IssueError::bad_request("ttl", "x"),
-            IssueError::MethodNotAllowed("PUT".into()),
+            IssueError::MethodNotAllowed { method: "PUT".into(), allowed: "GET or POST" },
             IssueError::UnsupportedMediaType("text/xml".into()),
             IssueError::PayloadTooLarge { limit: 1 },
             IssueError::OriginNotAllowed("o".into()),

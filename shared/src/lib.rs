@@ -9,6 +9,7 @@
 //! Every failure on that path is an [`error::IssueError`], which alone knows its HTTP
 //! status and Ably error code; [`http`] is the only place that turns it into a response.
 
+pub mod ably_rest;
 pub mod caller;
 pub mod capability;
 pub mod clock;
@@ -23,7 +24,9 @@ pub mod key_source;
 pub mod log;
 pub mod params;
 pub mod policy;
+pub mod revoke;
 pub mod secret;
+pub mod secrets;
 pub mod service;
 pub mod token_request;
 

@@ -1,22 +1,34 @@
 //! Structured JSON logs: one line per request, never a secret or a caller token.
 
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-/// Install the JSON subscriber. Level from `RUST_LOG` (default `info`, with the Lambda
-/// runtime's own chatter at `warn`).
+/// The filter used when `RUST_LOG` is unset: `info`, with the Lambda runtime's and the AWS
+/// SDK's own chatter at `warn`.
+pub const DEFAULT_FILTER: &str =
+    "info,lambda_runtime=warn,lambda_http=warn,aws_config=warn,aws_smithy_runtime=warn,hyper=warn";
+
+/// Install the JSON subscriber. Level from `RUST_LOG` (default [`DEFAULT_FILTER`]).
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("info,lambda_runtime=warn,lambda_http=warn,aws_config=warn,aws_smithy_runtime=warn,hyper=warn")
-    });
-    let _ = tracing_subscriber::fmt()
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let _ = tracing::subscriber::set_global_default(subscriber(filter, std::io::stdout));
+}
+
+/// The JSON log format of the functions (one flat object per line), writing to `writer`
+/// (`init` uses stdout; the leak test captures it in memory).
+pub fn subscriber<W>(filter: EnvFilter, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_current_span(false)
         .with_span_list(false)
         .with_target(false)
         .with_env_filter(filter)
-        .with_writer(std::io::stdout)
-        .try_init();
+        .with_writer(writer)
+        .finish()
 }
 
 /// Log a start-up configuration error (the function then exits).

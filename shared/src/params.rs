@@ -165,6 +165,15 @@ fn parse_capability(text: &str) -> Result<Capability, IssueError> {
             "names no resource; omit it to receive your whole grant",
         ));
     }
+    if capability.len() > MAX_REQUESTED_RESOURCES {
+        return Err(IssueError::bad_request(
+            "capability",
+            format!(
+                "names {} resources; request at most {MAX_REQUESTED_RESOURCES} (use patterns such as \"chat:*\"), or omit it to receive your whole grant",
+                capability.len()
+            ),
+        ));
+    }
     Ok(capability)
 }
 
@@ -182,5 +191,40 @@ fn parse_ttl(text: &str) -> Result<u64, IssueError> {
         Ok(0) | Err(_) => Err(bad()),
         Ok(n) if n > MAX_TTL_MS => Err(bad()),
         Ok(n) => Ok(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(query: &str) -> Request {
+        lambda_http::http::Request::builder()
+            .uri(format!("https://example.com/auth/jwt?{query}"))
+            .body(Body::Empty)
+            .unwrap()
+    }
+
+    fn capability_query(resources: usize) -> String {
+        let entries: Vec<String> = (0..resources).map(|i| format!("\"c{i}\":[\"subscribe\"]")).collect();
+        let json = format!("{{{}}}", entries.join(","));
+        let encoded: String = form_urlencoded::byte_serialize(json.as_bytes()).collect();
+        format!("capability={encoded}")
+    }
+
+    #[test]
+    fn up_to_100_requested_resources_are_read() {
+        let hints = parse(&get(&capability_query(MAX_REQUESTED_RESOURCES))).unwrap();
+        assert_eq!(hints.capability.unwrap().len(), MAX_REQUESTED_RESOURCES);
+    }
+
+    #[test]
+    fn more_than_100_requested_resources_get_400_naming_capability() {
+        let e = parse(&get(&capability_query(MAX_REQUESTED_RESOURCES + 1))).unwrap_err();
+        assert_eq!((e.status(), e.code()), (400, 40000));
+        assert!(
+            matches!(&e, IssueError::BadRequest { field: "capability", message } if message.contains("at most 100")),
+            "{e}"
+        );
     }
 }

@@ -155,6 +155,24 @@ impl Template {
         Ok(out)
     }
 
+    /// Render as plain text: substituted values as they are (the caller escapes the result
+    /// where it goes; e.g. the JWT writer JSON-escapes the revocation key once).
+    pub fn render_text(&self, claims: Option<&Claims>) -> Result<String, RenderError> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(l) => out.push_str(l),
+                Part::Claim(name) => {
+                    let value = claims
+                        .and_then(|c| c.text(name))
+                        .ok_or_else(|| RenderError::Missing(name.clone()))?;
+                    out.push_str(&value);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Render inside JSON text: substituted values are JSON-string-escaped.
     pub fn render_json_escaped(&self, claims: Option<&Claims>) -> Result<String, RenderError> {
         let mut out = String::new();
@@ -444,7 +462,9 @@ impl Policy {
         let mut grant = evaluate_rules(&self.rules, Some(claims), self.ttl_seconds);
         grant.client_id = client_id;
         grant.revocation_key = self.revocation_key.as_ref().and_then(|t| {
-            let v = t.render_json_escaped(Some(claims)).ok()?;
+            // Plain text: the JWT writer escapes it (escaping here too would put backslashes
+            // into the key, and revoking by the claim's value would then miss these tokens).
+            let v = t.render_text(Some(claims)).ok()?;
             (!v.is_empty() && !v.chars().any(char::is_control)).then_some(v)
         });
 
@@ -577,6 +597,20 @@ mod tests {
         assert_eq!(g.revocation_key.as_deref(), Some("acme"));
         assert_eq!(g.ttl_ms, 3_600_000);
         assert!(!g.may_revoke);
+    }
+
+    #[test]
+    fn revocation_key_is_the_claims_text_unescaped_and_control_characters_drop_it() {
+        let p = Policy::from_json(EXAMPLE, false).unwrap();
+        let key = |org: serde_json::Value| {
+            p.grant(&verified(json!({"sub":"alice","org":org})))
+                .unwrap()
+                .revocation_key
+        };
+        assert_eq!(key(json!(r#"a"b\c"#)).as_deref(), Some(r#"a"b\c"#));
+        assert_eq!(key(json!("org:7")).as_deref(), Some("org:7"));
+        assert_eq!(key(json!("a\nb")), None);
+        assert_eq!(key(json!("")), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! One request, top to bottom: the whole story of the product.
 
+use crate::ably_rest::{AblyError, AblyRest};
 use crate::caller::{Caller, VerifierChain};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, Env, ProcessEnv};
@@ -8,10 +9,12 @@ use crate::grant::Grant;
 use crate::http::{respond, Answer, Cors};
 use crate::jwt::{self, JwtClaims};
 use crate::key::ApiKey;
-use crate::key_source::{KeySource, StaticKey};
+use crate::key_source::KeySource;
 use crate::params;
 use crate::policy::Policy;
-use crate::token_request::{self, Unsigned};
+use crate::revoke;
+use crate::secrets::{AwsSecretReader, AwsSettings, SecretReader, SecretStore};
+use crate::token_request::{self, TokenRequest, Unsigned};
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
@@ -24,6 +27,10 @@ pub enum Route {
     Jwt,
     /// `/auth/token-request`: a signed TokenRequest (`application/json`).
     TokenRequest,
+    /// `/auth/token`: an Ably Token requested from Ably, as TokenDetails (`application/json`).
+    AblyToken,
+    /// `/auth/revoke`: revokes tokens at Ably for callers whose grant has `mayRevoke`.
+    Revoke,
 }
 
 impl Route {
@@ -31,6 +38,8 @@ impl Route {
         match self {
             Route::Jwt => "issue-jwt",
             Route::TokenRequest => "issue-token-request",
+            Route::AblyToken => "issue-ably-token",
+            Route::Revoke => "revoke-tokens",
         }
     }
 }
@@ -42,17 +51,36 @@ pub struct Deps {
     pub keys: Arc<dyn KeySource>,
     pub clock: Arc<dyn Clock>,
     pub cors: Cors,
+    /// Ably's REST API: built only for routes that call Ably (`issue-ably-token`;
+    /// `revoke-tokens` when `ABLY_KEY_REVOCABLE=true`; any route with `ABLY_QUERY_TIME=true`).
+    /// `revoke-tokens` without it refuses every request (the key is not revocable).
+    pub ably: Option<Arc<dyn AblyRest>>,
 }
 
 impl Deps {
-    /// From a parsed [`Config`], with the key from the environment and the system clock.
-    pub fn from_config(config: Config) -> Result<Deps, ConfigError> {
+    /// From a parsed [`Config`] whose secrets are all in the environment (`ABLY_API_KEY`,
+    /// `CALLER_HS256_SECRET`), with the system clock.
+    pub fn from_config(config: Config, route: Route) -> Result<Deps, ConfigError> {
+        Self::from_config_with_secrets(config, route, None)
+    }
+
+    /// From a parsed [`Config`]; `secrets` serves what it names in AWS Secrets Manager
+    /// (`ABLY_API_KEY_SECRET_ID`, `CALLER_HS256_SECRET_ID`) and is required when it does.
+    pub fn from_config_with_secrets(
+        config: Config,
+        route: Route,
+        secrets: Option<&SecretStore>,
+    ) -> Result<Deps, ConfigError> {
+        let (ably, clock) = crate::ably_rest::for_route(route, &config)?;
         Ok(Deps {
-            callers: config.caller.verifiers()?,
+            callers: config
+                .caller
+                .verifiers_with_secrets(None, Arc::new(SystemClock), secrets)?,
             policy: config.policy,
-            keys: Arc::new(StaticKey::new(config.key)),
-            clock: Arc::new(SystemClock),
+            keys: config.key.source(secrets)?,
+            clock,
             cors: config.cors,
+            ably,
         })
     }
 }
@@ -65,11 +93,23 @@ pub struct Service {
     refusal: Option<&'static str>,
 }
 
+const NOT_REVOCABLE: &str = "token revocation is not enabled: enable revocable tokens on the Ably key (Ably dashboard, API Keys, \"Revocable tokens\"), then set ABLY_KEY_REVOCABLE=true (token TTLs are then at most 1 hour)";
+const NO_ABLY_CLIENT: &str =
+    "this route calls Ably's REST API but no Ably client was configured; build the service with Deps::from_config";
+const NOT_A_REVOKER: &str = "your identity may not revoke tokens: only callers holding a role whose policy grant has \"mayRevoke\": true can; ask the operator for that role";
+const NO_CHANNEL_CLAIMS: &str = "the policy gives this caller channel claims or rate limits, which only Ably JWTs can carry (dropping a rate limit would widen the client's rights); use /auth/jwt, or remove channelClaims and rateLimits from the policy used by this route";
+
 const NO_VERIFIER: &str = "no caller verification is configured and the policy has no `anonymous` grant; set CALLER_HS256_SECRET (or another caller provider), or add an `anonymous` grant to the policy";
 
 impl Service {
     pub fn new(route: Route, deps: Deps) -> Service {
-        let refusal = (deps.callers.is_empty() && !deps.policy.allows_anonymous()).then_some(NO_VERIFIER);
+        let refusal = (deps.callers.is_empty() && !deps.policy.allows_anonymous())
+            .then_some(NO_VERIFIER)
+            .or_else(|| match route {
+                Route::Revoke if deps.ably.is_none() => Some(NOT_REVOCABLE),
+                Route::AblyToken if deps.ably.is_none() => Some(NO_ABLY_CLIENT),
+                _ => None,
+            });
         if let Some(reason) = refusal {
             tracing::error!(route = route.name(), "refusing to issue: {reason}");
         }
@@ -77,12 +117,40 @@ impl Service {
     }
 
     /// Build from the process environment (what each function's `main` calls).
-    pub fn from_env(route: Route) -> Result<Service, ConfigError> {
-        Self::from_env_with(route, &ProcessEnv)
+    ///
+    /// When a secret is in AWS Secrets Manager, this builds the SDK client (once per
+    /// container) and reads the secrets before the first request (failures are logged and
+    /// answered to the requests: 503 while the store is unreachable, 500 when misconfigured).
+    pub async fn from_env(route: Route) -> Result<Service, ConfigError> {
+        Self::init(route, &ProcessEnv, None).await
     }
 
+    /// [`Self::from_env`] with the variables from `env`, and optionally the Secrets Manager
+    /// reader given (tests wrap the real client to count its calls); `None` builds the real
+    /// client from `env` (`AWS_REGION`, `AWS_ENDPOINT_URL_SECRETS_MANAGER`, credentials).
+    pub async fn init(
+        route: Route,
+        env: &dyn Env,
+        secrets: Option<Arc<dyn SecretReader>>,
+    ) -> Result<Service, ConfigError> {
+        let config = Config::from_env(env)?;
+        if !config.uses_secrets_manager() {
+            return Ok(Service::new(route, Deps::from_config(config, route)?));
+        }
+        let reader = match secrets {
+            Some(reader) => reader,
+            None => Arc::new(AwsSecretReader::new(AwsSettings::from_env(env)?).await?),
+        };
+        let store = SecretStore::new(reader, config.secret_cache);
+        let deps = Deps::from_config_with_secrets(config, route, Some(&store))?;
+        store.prefetch().await;
+        Ok(Service::new(route, deps))
+    }
+
+    /// Build synchronously from `env` (tests, benchmarks). Secrets must be in `env` itself:
+    /// a Secrets Manager secret id is refused here (use [`Self::init`]).
     pub fn from_env_with(route: Route, env: &dyn Env) -> Result<Service, ConfigError> {
-        Ok(Service::new(route, Deps::from_config(Config::from_env(env)?)?))
+        Ok(Service::new(route, Deps::from_config(Config::from_env(env)?, route)?))
     }
 
     pub fn route(&self) -> Route {
@@ -168,10 +236,11 @@ impl Service {
         if let Some(reason) = self.refusal {
             return Err(IssueError::Misconfigured(reason.into()));
         }
+        if self.route == Route::Revoke {
+            return self.revoke(request, client_id, via).await;
+        }
         if request.method() != Method::GET && request.method() != Method::POST {
-            return Err(IssueError::MethodNotAllowed(
-                request.method().as_str().chars().take(16).collect(),
-            ));
+            return Err(IssueError::method_not_allowed(request.method().as_str(), "GET or POST"));
         }
         let caller = self.deps.callers.identify(request).await?;
         *via = match &caller {
@@ -188,10 +257,11 @@ impl Service {
         }
         let grant = grant.narrow(&hints)?;
         let key = self.deps.keys.current().await?;
-        self.mint(&grant, &key)
+        self.deps.clock.calibrate().await?;
+        self.mint(&grant, &key).await
     }
 
-    fn mint(&self, grant: &Grant, key: &ApiKey) -> Result<Answer, IssueError> {
+    async fn mint(&self, grant: &Grant, key: &ApiKey) -> Result<Answer, IssueError> {
         let now_ms = self.deps.clock.now_ms();
         let capability = grant.capability.to_canonical_string();
         match self.route {
@@ -201,27 +271,107 @@ impl Service {
                     .map(Answer::Jwt)
                     .map_err(|jwt::JwtError::TooLarge { size, limit }| IssueError::TokenTooLarge { size, limit })
             }
-            Route::TokenRequest => {
-                if !grant.channel_claims.is_empty() || !grant.rate_limits.is_empty() {
-                    return Err(IssueError::Misconfigured(
-                        "the policy gives this caller channel claims or rate limits, which only Ably JWTs can carry (dropping a rate limit would widen the client's rights); use /auth/jwt, or remove channelClaims and rateLimits from the policy used by this route".into(),
-                    ));
-                }
-                let nonce = token_request::new_nonce().map_err(|e| IssueError::Internal(e.to_string().into()))?;
-                let signed = token_request::sign(
-                    key,
-                    &Unsigned {
-                        ttl_ms: Some(grant.ttl_ms),
-                        capability: Some(&capability),
-                        client_id: grant.client_id.as_deref(),
-                        timestamp_ms: now_ms,
-                        nonce: &nonce,
-                    },
-                );
-                serde_json::to_string(&signed)
+            Route::TokenRequest => serde_json::to_string(&self.sign_token_request(grant, key, &capability, now_ms)?)
+                .map(Answer::Json)
+                .map_err(|e| IssueError::Internal(e.to_string().into())),
+            Route::AblyToken => {
+                let signed = self.sign_token_request(grant, key, &capability, now_ms)?;
+                let ably = self
+                    .deps
+                    .ably
+                    .as_deref()
+                    .ok_or(IssueError::Misconfigured(NO_ABLY_CLIENT.into()))?;
+                let details = ably.request_token(&signed).await.map_err(|e| self.ably_failure(e))?;
+                serde_json::to_string(&details)
                     .map(Answer::Json)
                     .map_err(|e| IssueError::Internal(e.to_string().into()))
             }
+            Route::Revoke => Err(IssueError::Internal("the revoke route issues no token".into())),
         }
+    }
+
+    /// A TokenRequest for the grant (the `issue-token-request` answer, or what
+    /// `issue-ably-token` exchanges at Ably). TokenRequests and Ably Tokens cannot carry
+    /// channel claims or rate limits: a grant with them is refused rather than widened.
+    fn sign_token_request(
+        &self,
+        grant: &Grant,
+        key: &ApiKey,
+        capability: &str,
+        now_ms: u64,
+    ) -> Result<TokenRequest, IssueError> {
+        if !grant.channel_claims.is_empty() || !grant.rate_limits.is_empty() {
+            return Err(IssueError::Misconfigured(NO_CHANNEL_CLAIMS.into()));
+        }
+        let nonce = token_request::new_nonce().map_err(|e| IssueError::Internal(e.to_string().into()))?;
+        Ok(token_request::sign(
+            key,
+            &Unsigned {
+                ttl_ms: Some(grant.ttl_ms),
+                capability: Some(capability),
+                client_id: grant.client_id.as_deref(),
+                timestamp_ms: now_ms,
+                nonce: &nonce,
+            },
+        ))
+    }
+
+    /// Log Ably's own code and message (for the operator); answer the caller generically.
+    fn ably_failure(&self, e: AblyError) -> IssueError {
+        tracing::error!(route = self.route.name(), ably_code = e.ably_code(), ably_error = %e, "Ably request failed");
+        IssueError::from(e)
+    }
+
+    /// `POST /auth/revoke`: a verified caller whose grant has `mayRevoke` revokes tokens.
+    async fn revoke(
+        &self,
+        request: &Request,
+        client_id: &mut Option<String>,
+        via: &mut Option<&'static str>,
+    ) -> Result<Answer, IssueError> {
+        if request.method() != Method::POST {
+            return Err(IssueError::method_not_allowed(request.method().as_str(), "POST"));
+        }
+        let caller = self.deps.callers.identify(request).await?;
+        let Caller::Verified { via: verifier, .. } = &caller else {
+            return Err(IssueError::MissingCredential);
+        };
+        *via = Some(verifier);
+        let grant = self.deps.policy.grant(&caller)?;
+        *client_id = grant.client_id.clone();
+        if !grant.may_revoke {
+            return Err(IssueError::forbidden(NOT_A_REVOKER));
+        }
+        self.deps.clock.calibrate().await?;
+        let revocation = revoke::parse(request, self.deps.clock.now_ms())?;
+        let ably = self
+            .deps
+            .ably
+            .as_deref()
+            .ok_or(IssueError::Misconfigured(NOT_REVOCABLE.into()))?;
+        let key = self.deps.keys.current().await?;
+        let result = revoke::execute(ably, &key, &revocation).await.map_err(|f| {
+            tracing::error!(
+                route = self.route.name(),
+                revoked_before_failure = f.done,
+                targets = f.total,
+                ably_code = f.error.ably_code(),
+                ably_error = %f.error,
+                "Ably revocation failed"
+            );
+            IssueError::from(f)
+        })?;
+        tracing::info!(
+            route = self.route.name(),
+            revoker = client_id.as_deref(),
+            targets = ?revocation.targets,
+            issued_before = revocation.issued_before,
+            success_count = result.success_count,
+            failure_count = result.failure_count,
+            "tokens revoked"
+        );
+        serde_json::to_string(&result)
+            .map(Answer::Json)
+            .map_err(|e| IssueError::Internal(e.to_string().into()))
     }
 }

@@ -470,7 +470,8 @@ async fn cors_headers_on_errors_and_none_for_unlisted_origins() {
 
 #[test]
 fn invalid_configuration_stops_start_up_naming_the_variable() {
-    let cases: Vec<(Vec<(&str, Option<&str>)>, &str)> = vec![
+    type Overrides<'a> = Vec<(&'a str, Option<&'a str>)>;
+    let cases: Vec<(Overrides, &str)> = vec![
         (vec![("ABLY_API_KEY", None)], "ABLY_API_KEY"),
         (vec![("ABLY_API_KEY", Some("not-a-key"))], "ABLY_API_KEY"),
         (vec![("TOKEN_POLICY_FILE", None)], "TOKEN_POLICY"),

@@ -7,7 +7,9 @@ use shared::{Route, Service};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::log::init();
-    let service = Service::from_env(Route::Jwt).inspect_err(|e| shared::log::startup_error(e))?;
+    let service = Service::from_env(Route::Jwt)
+        .await
+        .inspect_err(|e| shared::log::startup_error(e))?;
     let service = &service;
     run(service_fn(move |request: Request| async move {
         Ok::<_, Error>(service.handle(request).await)

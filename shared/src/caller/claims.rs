@@ -25,17 +25,11 @@ impl Claims {
         &self.0
     }
 
-    /// The raw value at `name` (exact key, else dotted path).
+    /// The raw value at `name` (exact key, else dotted path). Keys may contain dots
+    /// themselves (Auth0's namespaced claims): `https://example.com/meta.org` finds `org`
+    /// inside the claim `https://example.com/meta`.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        if let Some(v) = self.0.get(name) {
-            return Some(v);
-        }
-        let mut parts = name.split('.');
-        let mut current = self.0.get(parts.next()?)?;
-        for part in parts {
-            current = current.as_object()?.get(part)?;
-        }
-        Some(current)
+        lookup(&self.0, name, 0)
     }
 
     /// A claim as text: strings as they are, numbers and booleans in JSON form; objects,
@@ -75,6 +69,23 @@ impl Claims {
     }
 }
 
+/// Nesting deeper than this is not followed (claims are attacker-shaped JSON).
+const MAX_DEPTH: usize = 8;
+
+fn lookup<'a>(map: &'a Map<String, Value>, name: &str, depth: usize) -> Option<&'a Value> {
+    if let Some(v) = map.get(name) {
+        return Some(v);
+    }
+    if depth >= MAX_DEPTH {
+        return None;
+    }
+    // Each `.` may separate a key (itself possibly dotted) from the path inside it.
+    name.match_indices('.').find_map(|(i, _)| match map.get(&name[..i]) {
+        Some(Value::Object(inner)) => lookup(inner, &name[i + 1..], depth + 1),
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +106,26 @@ mod tests {
         assert_eq!(c.text("app_metadata"), None);
         assert_eq!(c.text("missing"), None);
         assert_eq!(c.text("app_metadata.missing"), None);
+    }
+
+    #[test]
+    fn dotted_paths_through_keys_that_contain_dots() {
+        let c = claims(json!({
+            "https://example.com/app_metadata": {"org": "acme", "team.name": "red"},
+            "https://example.com/roles": ["admin"],
+            "a": {"b": {"c": "deep"}},
+            "a.b": {"d": "dotted key"}
+        }));
+        assert_eq!(c.text("https://example.com/app_metadata.org").as_deref(), Some("acme"));
+        assert_eq!(
+            c.text("https://example.com/app_metadata.team.name").as_deref(),
+            Some("red")
+        );
+        assert_eq!(c.list("https://example.com/roles"), vec!["admin"]);
+        assert_eq!(c.text("a.b.c").as_deref(), Some("deep"));
+        assert_eq!(c.text("a.b.d").as_deref(), Some("dotted key"));
+        assert_eq!(c.text("https://example.com/app_metadata.missing"), None);
+        assert_eq!(c.text("."), None);
     }
 
     #[test]

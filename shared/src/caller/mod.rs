@@ -3,12 +3,32 @@
 //! Each [`CallerVerifier`] looks at the one place its credential travels (the bearer
 //! header, a cookie, the API Gateway authorizer context) and answers a [`Verdict`]. A
 //! [`VerifierChain`] asks them in order; the first verified identity wins.
+//!
+//! The chain built from the environment ([`crate::config::CallerConfig::verifiers`]), in order:
+//!
+//! 1. bearer JWT (`Authorization: Bearer …`), routed by the token's `alg`:
+//!    HS256 → [`Hs256Verifier`] (`CALLER_HS256_SECRET`); RS256/RS384/RS512/ES256/ES384/EdDSA
+//!    → [`JwksVerifier`] (`CALLER_JWKS_URL`, or discovery from `CALLER_ISSUER`);
+//! 2. API Gateway authorizer context → [`AuthorizerVerifier`] (`CALLER_TRUST_AUTHORIZER=true`);
+//! 3. a JWT in a cookie → [`CookieVerifier`] (`CALLER_COOKIE=<name>`), verified by the same
+//!    token verifiers as the bearer token.
 
+mod authorizer;
 mod claims;
+mod cookie;
+pub mod discovery;
+pub mod fetch;
 mod hs256;
+mod jwks;
 
+pub use authorizer::{authorizer_claims, AuthorizerVerifier};
 pub use claims::Claims;
+pub use cookie::{cookie_value, CookieConfigError, CookieVerifier};
 pub use hs256::Hs256Verifier;
+pub use jwks::{
+    JwksConfigError, JwksSettings, JwksSource, JwksVerifier, KeySet, ACCEPTED_ALGORITHMS, COLD_RETRY_INTERVAL,
+    DEFAULT_MAX_AGE, MAX_MAX_AGE, MAX_STALENESS, MIN_MAX_AGE, MIN_REFETCH_INTERVAL,
+};
 
 use crate::error::IssueError;
 use lambda_http::http::header::AUTHORIZATION;
@@ -67,6 +87,22 @@ pub trait CallerVerifier: Send + Sync {
     /// Short name for logs (`hs256`, `jwks`, `authorizer`, `cookie`).
     fn name(&self) -> &'static str;
     fn verify<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Verdict>;
+}
+
+impl<T: CallerVerifier + ?Sized> CallerVerifier for std::sync::Arc<T> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn verify<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Verdict> {
+        (**self).verify(request)
+    }
+}
+
+/// Verifies one JWT, wherever it travelled (bearer header, cookie): `NotMine` when its
+/// `alg` belongs to another verifier.
+pub trait TokenVerifier: Send + Sync {
+    fn verify_jwt<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Verdict>;
 }
 
 /// Verifiers asked in order: the first verified identity wins; otherwise the first

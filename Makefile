@@ -1,0 +1,190 @@
+# Developer entry points. `make help` lists them.
+#
+# Everything is installed project-locally (git-ignored): Python tools in .tools/venv
+# (tools/requirements.txt, e.g. cargo-lambda, moto), npm packages in tests/e2e/node_modules.
+# No global installs. Stamp files make `make tools` a no-op when nothing changed.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+TOOLS_DIR := .tools
+VENV := $(TOOLS_DIR)/venv
+PYTHON := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.requirements.stamp
+E2E_DIR := tests/e2e
+NPM_STAMP := $(E2E_DIR)/node_modules/.package-lock.stamp
+
+# The venv's binaries (cargo-lambda, moto_server, ...) come first, so `cargo lambda ...` works.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+PORT ?= 9000
+DEV_ENV ?= dev/dev.env
+
+# make dev-token SUB=alice [ROLES=moderator,admin] [NAME=Alice] [ORG=acme] [TTL=3600]
+SUB ?=
+ROLES ?=
+NAME ?=
+ORG ?= acme
+TTL ?= 3600
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+# ---------------------------------------------------------------- tools
+
+.PHONY: tools tools-py tools-npm
+tools: tools-py tools-npm ## install the project-local tools (idempotent)
+
+tools-py: $(PY_STAMP)
+tools-npm: $(NPM_STAMP)
+
+$(PY_STAMP): tools/requirements.txt
+	@test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
+	@touch $@
+
+$(NPM_STAMP): $(E2E_DIR)/package.json $(E2E_DIR)/package-lock.json
+	cd $(E2E_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# ---------------------------------------------------------------- local run
+
+.PHONY: dev dev-token
+dev: tools-py ## serve the functions on http://127.0.0.1:9000 (PORT=...) under cargo lambda watch, dev settings
+	$(PYTHON) scripts/dev.py --port $(PORT) --env-file $(DEV_ENV)
+
+dev-token: tools-py ## print a dev caller token: make dev-token SUB=alice [ROLES=moderator] [NAME=Alice] [ORG=acme] [TTL=3600]
+	@test -n "$(SUB)" || { echo 'usage: make dev-token SUB=alice [ROLES=moderator] [NAME=Alice] [ORG=acme] [TTL=3600]' >&2; exit 2; }
+	@$(PYTHON) scripts/dev_token.py --sub '$(SUB)' --roles '$(ROLES)' --name '$(NAME)' --org '$(ORG)' --ttl '$(TTL)'
+
+# ---------------------------------------------------------------- checks and tests
+# `make test` runs each step below in order; add a step by appending a target to TEST_STEPS.
+
+TEST_STEPS := fmt-check clippy test-unit fuzz-regressions test-e2e lint-template test-emulator browser-test
+
+.PHONY: test check fmt-check clippy test-unit test-e2e fmt
+test: ## everything CI runs: fmt, clippy, unit + integration tests, end-to-end tests
+	@failed=""; \
+	for step in $(TEST_STEPS); do \
+	  echo "==> make $$step"; start=$$SECONDS; \
+	  if $(MAKE) --no-print-directory $$step; then echo "==> make $$step: ok ($$((SECONDS - start)) s)"; \
+	  else echo "==> make $$step: FAILED ($$((SECONDS - start)) s)" >&2; failed="$$failed $$step"; fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "==> make test: FAILED:$$failed" >&2; exit 1; fi; \
+	echo "==> make test: all steps passed ($(TEST_STEPS))"
+
+check: fmt-check clippy ## cargo fmt --check and clippy -D warnings
+
+fmt-check: ## cargo fmt --all --check
+	cargo fmt --all --check
+
+clippy: ## cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	cargo fmt --all
+
+test-unit: tools-py ## cargo test --workspace (unit, property, handler tests; moto_server for the Secrets Manager tests)
+	cargo test --workspace --no-fail-fast
+
+test-e2e: tools ## the real ably-js SDK against the functions under cargo lambda watch
+	node --test $(E2E_DIR)/
+
+# ---------------------------------------------------------------- deployment (SAM), local invoke, browser demo
+# template.yaml + samconfig.toml: `make deploy`. env.json: settings of `sam local invoke --env-vars env.json`
+# and `make invoke`. aws-sam-cli, cfn-lint and ziglang come from tools/requirements.txt (.tools/venv).
+
+FUNCTIONS := $(sort $(notdir $(patsubst %/Cargo.toml,%,$(wildcard functions/*/Cargo.toml))))
+SAM := $(VENV)/bin/sam
+# SAM needs a region to translate the template; nothing here contacts AWS.
+SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1}
+FN ?= issue-jwt
+EVENT ?= events/jwt-get-valid-caller.json
+# Function architecture for sam-build / deploy: arm64 (template default) or x86_64.
+ARCH ?=
+GUIDED ?=
+BROWSER_DIR := tests/browser
+BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.package-lock.stamp
+CHROMIUM := /usr/bin/chromium
+DEMO_PORT ?= 8080
+
+.PHONY: release invoke lint-template test-emulator sam-build deploy browser-test demo tools-browser
+
+release: ## cargo build --release of every function binary (target/release/<function>)
+	cargo build --release $(addprefix -p ,$(FUNCTIONS))
+
+invoke: release tools-py ## run a release binary under the Lambda emulator: make invoke FN=issue-jwt EVENT=events/jwt-get-valid-caller.json
+	$(PYTHON) scripts/invoke.py $(FN) $(EVENT)
+
+lint-template: tools-py ## cfn-lint (errors and warnings) and sam validate --lint of template.yaml (offline)
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM_ENV) $(SAM) validate --lint --template template.yaml
+
+test-emulator: release tools-py ## every function's release binary over its events/ under the Lambda emulator
+	cargo test -p integration-tests --test emulator -- --include-ignored
+
+sam-build: tools-py ## sam build (cargo-lambda + zig from .tools/venv): make sam-build [ARCH=x86_64]
+	$(SAM_ENV) $(SAM) build --beta-features $(if $(ARCH),--parameter-overrides Architecture=$(ARCH))
+
+deploy: tools-py ## sam build + sam deploy (--guided the first time): make deploy [ARCH=x86_64] [GUIDED=1]
+	$(PYTHON) scripts/deploy.py $(if $(ARCH),--arch $(ARCH)) $(if $(GUIDED),--guided)
+
+tools-browser: $(BROWSER_STAMP) $(CHROMIUM)
+
+$(BROWSER_STAMP): $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json
+	cd $(BROWSER_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# Debian's chromium (the browser test drives it with playwright-core; no browser download).
+$(CHROMIUM):
+	apt-cache policy chromium | grep -q 'Candidate: [0-9]' || apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+
+browser-test: tools tools-browser ## the browser demo (examples/web) in headless Chromium against the functions
+	node --test $(BROWSER_DIR)/
+
+demo: tools-npm ## serve the browser demo on http://127.0.0.1:$(DEMO_PORT) (run `make dev` in another terminal)
+	node examples/web/serve.mjs --port $(DEMO_PORT) --auth-url http://127.0.0.1:$(PORT)
+
+# ---------------------------------------------------------------- performance (docs/PERFORMANCE.md, docs/CAPACITY.md)
+# Measurements, not tests: none of these is part of `make test`.
+
+SOAK_FN ?= issue-jwt
+SOAK_N ?= 100000
+
+.PHONY: bench bench-compare coldstart soak
+
+bench: ## criterion benchmarks of the engine and every route in process, then a table of medians
+	@start=$$(date +%s); cargo bench -p shared; python3 scripts/bench_summary.py --since $$start
+
+bench-compare: tools-npm ## the same JWT / TokenRequest work in Node.js (jsonwebtoken, ably) vs Rust, one core, ratios
+	python3 scripts/bench_compare.py
+
+coldstart: release tools-py ## each release binary cold-started 20 times under the Lambda emulator: init, RSS, sizes
+	$(PYTHON) scripts/coldstart.py --runs 20
+
+soak: release tools-py ## 100,000 invocations in one emulator container, RSS sampled: memory must stay flat
+	$(PYTHON) scripts/soak.py --function $(SOAK_FN) --invocations $(SOAK_N)
+
+# ---------------------------------------------------------------- fuzzing (docs/SECURITY.md, "Adversarial testing")
+# fuzz/ is its own cargo workspace (instrumented build in fuzz/target). cargo-fuzz is installed
+# into .tools/cargo; the stable toolchain accepts its nightly flags with RUSTC_BOOTSTRAP=1.
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= params capability policy caller_token request
+CARGO_FUZZ := $(TOOLS_DIR)/cargo/bin/cargo-fuzz
+CARGO_FUZZ_VERSION := 0.13.2
+
+.PHONY: fuzz fuzz-regressions
+
+$(CARGO_FUZZ):
+	cargo install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION) --root $(TOOLS_DIR)/cargo
+
+fuzz: $(CARGO_FUZZ) ## run each fuzz target for FUZZ_SECONDS (default 60) and report executions: make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS=request]
+	python3 scripts/fuzz.py --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-regressions: ## replay the committed fuzz inputs (fuzz/regressions, fuzz/seeds) through the targets, on stable
+	cargo test -p integration-tests --test fuzz_regressions

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Regenerate env.json: the development settings for `sam local invoke --env-vars env.json`
+and `make invoke`, derived from dev/dev.env and dev/policy.json (the settings of `make dev`).
+
+- "Parameters" applies to every function: the public development key and caller secret, the
+  dev policy inline (the Lambda container has no dev/ directory), and
+  CALLER_TRUST_AUTHORIZER=true so that the authorizer-context events in events/ show an
+  identity (these events stand for what API Gateway's authorizer would send; in a
+  deployment the template turns the trust flag on only together with the authorizer).
+- The TokenRequest and Ably Token functions get the dev policy without channelClaims and
+  rateLimits, which only Ably JWTs can carry; the revocation function a revocable key.
+
+The empty values unset what template.yaml sets for the cloud (Secrets Manager ids, ...).
+Run: python3 scripts/make-env-json.py
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            k, v = line.split("=", 1)
+            env[k.strip()] = v.strip()
+    return env
+
+
+def without_jwt_only_fields(policy: dict) -> dict:
+    """The policy minus channelClaims and rateLimits (top level and in role grants)."""
+    policy = copy.deepcopy(policy)
+    grants = [policy] + list(((policy.get("roles") or {}).get("grants") or {}).values())
+    if policy.get("anonymous"):
+        grants.append(policy["anonymous"])
+    for grant in grants:
+        grant.pop("channelClaims", None)
+        grant.pop("rateLimits", None)
+    return policy
+
+
+def compact(value) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def env_json() -> dict:
+    dev = read_env_file(ROOT / "dev" / "dev.env")
+    policy = json.loads((ROOT / "dev" / "policy.json").read_text(encoding="utf-8"))
+    token_routes_policy = {"TOKEN_POLICY": compact(without_jwt_only_fields(policy))}
+    return {
+        "Parameters": {
+            "ABLY_API_KEY": dev["ABLY_API_KEY"],
+            "ABLY_API_KEY_SECRET_ID": "",
+            "CALLER_HS256_SECRET": dev["CALLER_HS256_SECRET"],
+            "CALLER_HS256_SECRET_ID": "",
+            "CALLER_TRUST_AUTHORIZER": "true",
+            "CALLER_ISSUER": "",
+            "CALLER_AUDIENCE": "",
+            "CALLER_JWKS_URL": "",
+            "CALLER_COOKIE": "",
+            "TOKEN_POLICY": compact(policy),
+            "ABLY_KEY_REVOCABLE": "false",
+            "ABLY_QUERY_TIME": "false",
+            "ABLY_REST_URL": "",
+            "CORS_ALLOWED_ORIGINS": dev["CORS_ALLOWED_ORIGINS"],
+            "RUST_LOG": "info",
+        },
+        "IssueTokenRequestFunction": token_routes_policy,
+        "IssueAblyTokenFunction": token_routes_policy,
+        # Revocation needs a key with revocable tokens (Ably dashboard); the dev key "has" them.
+        "RevokeTokensFunction": {"ABLY_KEY_REVOCABLE": "true"},
+    }
+
+
+if __name__ == "__main__":
+    out = ROOT / "env.json"
+    out.write_text(json.dumps(env_json(), indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out.relative_to(ROOT)}")

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Measure release-profile settings: binary size, zip size, build time and bench medians.
+
+Each variant is a set of `--config profile.release.*` overrides (nothing in Cargo.toml is
+touched), built in its own target directory under --work (default /tmp/profile-matrix) so
+the variants never share artifacts and every build is clean:
+
+1. `cargo build --release -p <package>` from nothing: wall time, binary size, deployment
+   zip size (`bootstrap`, deflated);
+2. optionally (`--bench`) the hot benchmarks with the same settings (criterion's `bench`
+   profile inherits `release`; cargo always builds benches with panic=unwind, so the panic
+   strategy cannot change these figures), with a shorter measurement time.
+
+    scripts/profile_matrix.py --variants current,abort,s-abort --bench
+    scripts/profile_matrix.py --list
+
+The results (JSON, one object per variant) go to <work>/results.json and a table is printed.
+It takes long (every variant compiles the whole dependency tree): the figures of
+docs/PERFORMANCE.md come from one run of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_summary  # noqa: E402
+import lambda_probe as probe  # noqa: E402
+
+ROOT = probe.ROOT
+
+# name -> profile.release overrides (values in TOML syntax).
+BASE = {"opt-level": "3", "lto": '"fat"', "codegen-units": "1", "panic": '"unwind"', "strip": '"symbols"'}
+VARIANTS: dict[str, dict[str, str]] = {
+    "cargo-default": {"opt-level": "3", "lto": "false", "codegen-units": "16", "panic": '"unwind"', "strip": '"none"'},
+    "current": {},
+    "abort": {"panic": '"abort"'},
+    "thin-abort": {"lto": '"thin"', "panic": '"abort"'},
+    "thin-cu16-abort": {"lto": '"thin"', "codegen-units": "16", "panic": '"abort"'},
+    "s-abort": {"opt-level": '"s"', "panic": '"abort"'},
+    "z-abort": {"opt-level": '"z"', "panic": '"abort"'},
+    "s-thin-abort": {"opt-level": '"s"', "lto": '"thin"', "panic": '"abort"'},
+    # For reading the binary's composition (nm): the same code as z-abort, symbols kept.
+    "z-abort-symbols": {"opt-level": '"z"', "panic": '"abort"', "strip": '"none"'},
+}
+BENCH_FILTER = "^(jwt_mint|token_request_sign|route_issue_jwt_hs256|route_issue_jwt_rs256|route_issue_token_request_hs256)$"
+
+
+def config_args(overrides: dict[str, str]) -> list[str]:
+    settings = dict(BASE, **overrides)
+    args = []
+    for k, v in settings.items():
+        args += ["--config", f"profile.release.{k}={v}"]
+    return args
+
+
+def run_variant(name: str, package: str, work: Path, bench: bool) -> dict:
+    target = work / name
+    env = dict(os.environ, CARGO_TARGET_DIR=str(target))
+    cfg = config_args(VARIANTS[name])
+    result: dict = {"variant": name, "settings": dict(BASE, **VARIANTS[name]), "load_before": probe.loadavg()}
+    started = time.time()
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    packages = [x for p in package.split(",") for x in ("-p", p)]
+    subprocess.run(["cargo", "build", "--release", "--locked", *packages, *cfg], cwd=ROOT, env=env, check=True)
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result["build_seconds"] = round(time.time() - started, 1)
+    # CPU time of the build (all rustc/cc processes): on a busy machine wall time says little,
+    # CPU time / cores is what a dedicated machine would need at best.
+    result["build_cpu_seconds"] = round((cpu_after.ru_utime - cpu_before.ru_utime)
+                                        + (cpu_after.ru_stime - cpu_before.ru_stime), 1)
+    binary = target / "release" / package.split(",")[0]
+    result["binary_bytes"] = binary.stat().st_size
+    result["zip_bytes"] = probe.zip_size(binary, work)
+    if bench:
+        started = time.time()
+        subprocess.run(["cargo", "bench", "--locked", "-p", "shared", "--bench", "engine", "--bench", "token_request",
+                        "--bench", "routes", *cfg, "--", BENCH_FILTER, "--warm-up-time", "1", "--measurement-time", "3"],
+                       cwd=ROOT, env=env, check=True)
+        medians = bench_summary.collect(target / "criterion", started)
+        result["bench_median_ns"] = {k: round(v["median"], 1) for k, v in sorted(medians.items())}
+    result["load_after"] = probe.loadavg()
+    return result
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--variants", default="current,abort,s-abort,z-abort,thin-abort")
+    p.add_argument("--package", default="issue-jwt", help="one package, or several separated by commas")
+    p.add_argument("--work", type=Path, default=Path("/tmp/profile-matrix"))
+    p.add_argument("--bench", action="store_true", help="also run the hot benchmarks per variant")
+    p.add_argument("--list", action="store_true")
+    args = p.parse_args(argv)
+    if args.list:
+        for name, o in VARIANTS.items():
+            print(f"{name:18} {json.dumps(dict(BASE, **o))}")
+        return 0
+    args.work.mkdir(parents=True, exist_ok=True)
+    out = args.work / "results.json"
+    results = json.loads(out.read_text()) if out.exists() else {}
+    for name in [v.strip() for v in args.variants.split(",") if v.strip()]:
+        if name not in VARIANTS:
+            raise SystemExit(f"unknown variant {name!r}; --list shows them")
+        print(f"==> {name}", flush=True)
+        results[name] = run_variant(name, args.package, args.work, args.bench)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+    for name, r in results.items():
+        benches = " ".join(f"{k}={v / 1000:.2f}µs" for k, v in r.get("bench_median_ns", {}).items())
+        print(f"{name:18} build {r['build_seconds']:6.0f} s (CPU {r.get('build_cpu_seconds', 0):5.0f} s)  binary {r['binary_bytes'] / 1e6:6.2f} MB  "
+              f"zip {r['zip_bytes'] / 1e6:5.2f} MB  {benches}")
+    print(f"details: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,200 @@
+//! OIDC callers in process: verifying an RS256 bearer token against a warm JWKS cache, and
+//! one full `issue-jwt` request with an RS256 (and an ES256) caller. The JWKS comes from an
+//! in-memory fetcher, so only the per-request work is measured (the fetch happens once per
+//! container and is not on this path). `make bench` runs these.
+
+use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, RsaPublicKeyComponents, ECDSA_P256_SHA256_FIXED_SIGNING};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use lambda_http::{Body, Request};
+use shared::caller::fetch::{Document, FetchError, HttpGet};
+use shared::caller::{BoxFuture, JwksSettings, JwksSource, JwksVerifier};
+use shared::clock::SystemClock;
+use shared::config::{CallerConfig, Config};
+use shared::service::Deps;
+use shared::{Route, Service};
+use std::hint::black_box;
+use std::sync::Arc;
+
+const KEY: &str = "devApp.devKey:dev-key-secret-not-for-production";
+const POLICY: &str = include_str!("../../dev/policy.json");
+const ISSUER: &str = "https://idp.example.com/";
+const AUDIENCE: &str = "ably-auth-bench";
+
+/// Answers the same JWKS for every URL.
+struct StaticJwks(Vec<u8>);
+
+impl HttpGet for StaticJwks {
+    fn get<'a>(&'a self, _url: &'a str) -> BoxFuture<'a, Result<Document, FetchError>> {
+        Box::pin(std::future::ready(Ok(Document {
+            body: self.0.clone(),
+            max_age: None,
+        })))
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn now_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+struct Keys {
+    jwks: String,
+    rs256: String,
+    es256: String,
+}
+
+/// A fresh RSA-2048 and P-256 key, their JWKS, and a caller token signed by each.
+fn keys() -> Keys {
+    let rsa = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+    let pkcs8 = AsDer::<Pkcs8V1Der>::as_der(&rsa).unwrap();
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        STANDARD.encode(pkcs8.as_ref())
+    );
+    let rsa_encoding = EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
+    let components = RsaPublicKeyComponents::<Vec<u8>>::from(rsa.public_key());
+
+    let ec_pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).unwrap();
+    let ec = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, ec_pkcs8.as_ref()).unwrap();
+    let (x, y) = ec.public_key().as_ref()[1..].split_at(32);
+
+    let jwks = serde_json::json!({"keys": [
+        {"kty": "RSA", "kid": "rsa-bench", "use": "sig", "alg": "RS256", "n": b64(&components.n), "e": b64(&components.e)},
+        {"kty": "EC", "kid": "ec-bench", "use": "sig", "crv": "P-256", "x": b64(x), "y": b64(y)}
+    ]})
+    .to_string();
+    let claims = serde_json::json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "name": "Alice", "org": "acme",
+        "roles": ["moderator"], "iat": now_seconds(), "exp": now_seconds() + 3600
+    });
+    let sign = |alg, kid: &str, key: &EncodingKey| {
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    };
+    Keys {
+        rs256: sign(Algorithm::RS256, "rsa-bench", &rsa_encoding),
+        es256: sign(
+            Algorithm::ES256,
+            "ec-bench",
+            &EncodingKey::from_ec_der(ec_pkcs8.as_ref()),
+        ),
+        jwks,
+    }
+}
+
+fn settings() -> JwksSettings {
+    JwksSettings {
+        source: JwksSource::Url("https://idp.example.com/.well-known/jwks.json".into()),
+        issuer: ISSUER.into(),
+        audiences: vec![AUDIENCE.into()],
+        audience_claim: "aud".into(),
+    }
+}
+
+fn service(jwks: &str) -> Service {
+    let env = |k: &str| -> Option<String> {
+        match k {
+            "ABLY_API_KEY" => Some(KEY.into()),
+            "TOKEN_POLICY" => Some(POLICY.into()),
+            "CALLER_ISSUER" => Some(ISSUER.into()),
+            "CALLER_AUDIENCE" => Some(AUDIENCE.into()),
+            "CALLER_JWKS_URL" => Some("https://idp.example.com/.well-known/jwks.json".into()),
+            "CORS_ALLOWED_ORIGINS" => Some("http://localhost:8080".into()),
+            _ => None,
+        }
+    };
+    let callers = CallerConfig::from_env(&env)
+        .unwrap()
+        .verifiers_with(
+            Some(Arc::new(StaticJwks(jwks.as_bytes().to_vec()))),
+            Arc::new(SystemClock),
+        )
+        .unwrap();
+    let mut deps = Deps::from_config(Config::from_env(&env).unwrap(), Route::Jwt).unwrap();
+    deps.callers = callers;
+    Service::new(Route::Jwt, deps)
+}
+
+fn verify_only(c: &mut Criterion) {
+    let keys = keys();
+    let verifier = JwksVerifier::new(
+        settings(),
+        Arc::new(StaticJwks(keys.jwks.as_bytes().to_vec())),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let verdict = runtime.block_on(verifier.verify(&keys.rs256));
+    assert!(matches!(verdict, shared::caller::Verdict::Verified(_)), "{verdict:?}");
+    c.bench_function("caller_verify_rs256_warm_jwks", |b| {
+        b.iter(|| runtime.block_on(verifier.verify(black_box(&keys.rs256))))
+    });
+    c.bench_function("caller_verify_es256_warm_jwks", |b| {
+        b.iter(|| runtime.block_on(verifier.verify(black_box(&keys.es256))))
+    });
+}
+
+fn full_request(c: &mut Criterion) {
+    let keys = keys();
+    let service = service(&keys.jwks);
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    for (name, token) in [
+        ("issue_jwt_full_request_rs256_caller", &keys.rs256),
+        ("issue_jwt_full_request_es256_caller", &keys.es256),
+    ] {
+        let authorization = format!("Bearer {token}");
+        let request = || -> Request {
+            lambda_http::http::Request::builder()
+                .method("GET")
+                .uri("https://x.example/auth/jwt?rnd=123&clientId=alice")
+                .header("authorization", authorization.as_str())
+                .header("origin", "http://localhost:8080")
+                .body(Body::Empty)
+                .unwrap()
+        };
+        // Sanity: the benchmarked request succeeds (and warms the JWKS cache).
+        assert_eq!(runtime.block_on(service.handle(request())).status().as_u16(), 200);
+        c.bench_function(name, |b| {
+            b.iter_batched(request, |r| runtime.block_on(service.handle(r)), BatchSize::SmallInput)
+        });
+    }
+}
+
+/// The RSA-2048 signature check alone, as `jsonwebtoken` does it (key rebuilt from n/e on
+/// every call) and with a pre-parsed key: the floor under the RS256 numbers above.
+fn rsa_primitive(c: &mut Criterion) {
+    use aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256;
+    let pair = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+    let message = b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9";
+    let mut signature = vec![0; pair.public_modulus_len()];
+    pair.sign(
+        &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        message,
+        &mut signature,
+    )
+    .unwrap();
+    let components = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+    let parsed = components.to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256).unwrap();
+    c.bench_function("rsa2048_verify_from_components", |b| {
+        b.iter(|| components.verify(&RSA_PKCS1_2048_8192_SHA256, black_box(message), &signature))
+    });
+    c.bench_function("rsa2048_verify_parsed_key", |b| {
+        b.iter(|| parsed.verify_sig(black_box(message), &signature))
+    });
+}
+
+criterion_group!(benches, verify_only, full_request, rsa_primitive);
+criterion_main!(benches);

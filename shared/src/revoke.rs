@@ -1,0 +1,454 @@
+//! `POST /auth/revoke`: the revocation request body, and its execution against Ably in
+//! batches of at most [`MAX_TARGETS_PER_CALL`] targets with the results merged.
+//!
+//! ```json
+//! {"clientIds":["alice"],"revocationKeys":["org-7"],"channels":["chat:lobby"],
+//!  "issuedBefore":1700000000000,"allowReauthMargin":true}
+//! ```
+
+use crate::ably_rest::{AblyError, AblyRest, BatchResult, RevokeRequest, MAX_TARGETS_PER_CALL};
+use crate::error::{truncate_for_message, IssueError};
+use crate::key::ApiKey;
+use crate::params::MAX_BODY_BYTES;
+use lambda_http::http::header::CONTENT_TYPE;
+use lambda_http::{Body, Request};
+use serde_json::{Map, Value};
+
+/// Targets per revocation request (ten Ably calls); larger lists must be split by the caller.
+pub const MAX_TARGETS: usize = 1000;
+/// Ably refuses an `issuedBefore` more than one hour in the past.
+pub const MAX_ISSUED_BEFORE_AGE_MS: u64 = 60 * 60 * 1000;
+/// Clock difference tolerated for an `issuedBefore` slightly ahead of ours.
+pub const ISSUED_BEFORE_SKEW_MS: u64 = 60 * 1000;
+
+const FIELDS: &str = "clientIds, revocationKeys, channels, issuedBefore, allowReauthMargin";
+const EXAMPLE: &str = r#"{"clientIds":["alice"]}"#;
+
+/// A validated revocation request: Ably targets (`clientId:…`, `revocationKey:…`,
+/// `channel:…`), de-duplicated, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub targets: Vec<String>,
+    pub issued_before: Option<u64>,
+    pub allow_reauth_margin: Option<bool>,
+}
+
+/// Parse and validate the JSON body. `now_ms` bounds `issuedBefore`. Every error is a 400
+/// naming the field (or 413 / 415 for the body as a whole).
+pub fn parse(request: &Request, now_ms: u64) -> Result<Revocation, IssueError> {
+    let body: &[u8] = match request.body() {
+        Body::Empty => &[],
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        #[allow(unreachable_patterns)]
+        _ => &[],
+    };
+    if body.len() > MAX_BODY_BYTES {
+        return Err(IssueError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(IssueError::bad_request(
+            "body",
+            format!("is empty: POST a JSON object naming the targets, e.g. {EXAMPLE}"),
+        ));
+    }
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case("application/json") {
+        return Err(IssueError::UnsupportedMediaType(truncate_for_message(content_type, 64)));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        IssueError::bad_request(
+            "body",
+            format!("the JSON does not parse ({e}); send an object such as {EXAMPLE}"),
+        )
+    })?;
+    let Value::Object(map) = value else {
+        return Err(IssueError::bad_request(
+            "body",
+            format!("must be a JSON object such as {EXAMPLE}"),
+        ));
+    };
+    from_map(&map, now_ms)
+}
+
+fn from_map(map: &Map<String, Value>, now_ms: u64) -> Result<Revocation, IssueError> {
+    if let Some(unknown) = map.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "clientIds" | "revocationKeys" | "channels" | "issuedBefore" | "allowReauthMargin"
+        )
+    }) {
+        return Err(IssueError::bad_request(
+            "body",
+            format!(
+                "unknown field {:?}; the fields are {FIELDS}",
+                truncate_for_message(unknown, 40)
+            ),
+        ));
+    }
+    let mut targets = Vec::new();
+    for (field, prefix) in [
+        ("clientIds", "clientId:"),
+        ("revocationKeys", "revocationKey:"),
+        ("channels", "channel:"),
+    ] {
+        for name in string_list(map, field)? {
+            let target = format!("{prefix}{name}");
+            if !targets.contains(&target) {
+                targets.push(target);
+            }
+        }
+    }
+    if targets.is_empty() {
+        return Err(IssueError::bad_request(
+            "clientIds",
+            format!(
+                "no target given: name at least one entry in clientIds, revocationKeys or channels, e.g. {EXAMPLE}"
+            ),
+        ));
+    }
+    if targets.len() > MAX_TARGETS {
+        return Err(IssueError::bad_request(
+            "clientIds",
+            format!(
+                "{} targets in one request; send at most {MAX_TARGETS} (split the list)",
+                targets.len()
+            ),
+        ));
+    }
+    let issued_before = match map.get("issuedBefore") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(issued_before(v, now_ms)?),
+    };
+    let allow_reauth_margin = match map.get("allowReauthMargin") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => {
+            return Err(IssueError::bad_request(
+                "allowReauthMargin",
+                "must be true or false (true delays enforcement by 30 s so clients can re-authenticate)",
+            ))
+        }
+    };
+    Ok(Revocation {
+        targets,
+        issued_before,
+        allow_reauth_margin,
+    })
+}
+
+/// `field`: absent, null, or an array of non-empty strings without control characters.
+fn string_list<'m>(map: &'m Map<String, Value>, field: &'static str) -> Result<Vec<&'m str>, IssueError> {
+    let bad = || {
+        IssueError::bad_request(
+            field,
+            "must be an array of non-empty strings without control characters, e.g. [\"alice\"]",
+        )
+    };
+    match map.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(s) if !s.is_empty() && !s.chars().any(char::is_control) => Ok(s.as_str()),
+                _ => Err(bad()),
+            })
+            .collect(),
+        Some(_) => Err(bad()),
+    }
+}
+
+fn issued_before(v: &Value, now_ms: u64) -> Result<u64, IssueError> {
+    let ms = v.as_u64().ok_or_else(|| {
+        IssueError::bad_request(
+            "issuedBefore",
+            "must be an integer number of milliseconds since the Unix epoch, e.g. 1700000000000 (omit it for \"now\")",
+        )
+    })?;
+    if ms > now_ms.saturating_add(ISSUED_BEFORE_SKEW_MS) {
+        return Err(IssueError::bad_request(
+            "issuedBefore",
+            "is in the future; Ably accepts only times up to now (omit it for \"now\")",
+        ));
+    }
+    if ms < now_ms.saturating_sub(MAX_ISSUED_BEFORE_AGE_MS) {
+        return Err(IssueError::bad_request(
+            "issuedBefore",
+            "is more than one hour in the past, which Ably refuses; tokens of revocable keys live at most one hour anyway, so omit it",
+        ));
+    }
+    Ok(ms)
+}
+
+/// A batch that failed after `done` of `total` targets were already revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchFailure {
+    pub error: AblyError,
+    pub done: usize,
+    pub total: usize,
+}
+
+impl From<BatchFailure> for IssueError {
+    /// The mapped Ably failure; when earlier batches went through, the message says so
+    /// (revocation is idempotent: retrying the whole request is safe).
+    fn from(f: BatchFailure) -> Self {
+        let e = IssueError::from(f.error);
+        if f.done == 0 {
+            return e;
+        }
+        let progress = format!(
+            "{} of {} targets were revoked before the failure; revocation is idempotent, so retry the whole request",
+            f.done, f.total
+        );
+        match e {
+            IssueError::Unavailable {
+                what,
+                retry_after_seconds,
+            } => IssueError::Unavailable {
+                what: format!("{what} ({progress})").into(),
+                retry_after_seconds,
+            },
+            IssueError::Upstream(crate::error::UpstreamFault::BadGateway(m)) => IssueError::Upstream(
+                crate::error::UpstreamFault::BadGateway(format!("{m}; {progress}").into()),
+            ),
+            IssueError::Upstream(crate::error::UpstreamFault::Timeout(m)) => {
+                IssueError::Upstream(crate::error::UpstreamFault::Timeout(format!("{m}; {progress}").into()))
+            }
+            IssueError::Internal(m) => IssueError::Internal(format!("{m}. {progress}").into()),
+            other => other,
+        }
+    }
+}
+
+/// Revoke every target, [`MAX_TARGETS_PER_CALL`] per Ably call, in order, and merge the
+/// answers. Stops at the first failed call.
+pub async fn execute(ably: &dyn AblyRest, key: &ApiKey, revocation: &Revocation) -> Result<BatchResult, BatchFailure> {
+    let total = revocation.targets.len();
+    let mut merged = BatchResult::default();
+    let mut done = 0;
+    for chunk in revocation.targets.chunks(MAX_TARGETS_PER_CALL) {
+        let request = RevokeRequest {
+            targets: chunk.to_vec(),
+            issued_before: revocation.issued_before,
+            allow_reauth_margin: revocation.allow_reauth_margin,
+        };
+        let answer = ably
+            .revoke_tokens(key, &request)
+            .await
+            .map_err(|error| BatchFailure { error, done, total })?;
+        merge(&mut merged, answer);
+        done += chunk.len();
+    }
+    Ok(merged)
+}
+
+/// Add one batch's answer to the running result.
+pub fn merge(into: &mut BatchResult, batch: BatchResult) {
+    into.success_count += batch.success_count;
+    into.failure_count += batch.failure_count;
+    into.results.extend(batch.results);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ably_rest::{TargetResult, TokenDetails};
+    use crate::caller::BoxFuture;
+    use crate::token_request::TokenRequest;
+    use std::sync::Mutex;
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn post(content_type: &str, body: &str) -> Request {
+        lambda_http::http::Request::builder()
+            .method("POST")
+            .uri("/auth/revoke")
+            .header("content-type", content_type)
+            .body(Body::Text(body.to_owned()))
+            .unwrap()
+    }
+
+    fn parse_json(body: &str) -> Result<Revocation, IssueError> {
+        parse(&post("application/json", body), NOW)
+    }
+
+    fn field_of(e: IssueError) -> &'static str {
+        match e {
+            IssueError::BadRequest { field, .. } => field,
+            other => panic!("expected 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn targets_are_prefixed_deduplicated_and_ordered() {
+        let r = parse_json(
+            r#"{"clientIds":["alice","bob","alice"],"revocationKeys":["org-7"],"channels":["chat:*"],"issuedBefore":1699999999000,"allowReauthMargin":true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r.targets,
+            [
+                "clientId:alice",
+                "clientId:bob",
+                "revocationKey:org-7",
+                "channel:chat:*"
+            ]
+        );
+        assert_eq!(r.issued_before, Some(1_699_999_999_000));
+        assert_eq!(r.allow_reauth_margin, Some(true));
+        let r = parse(&post("application/json; charset=utf-8", r#"{"clientIds":["a"]}"#), NOW).unwrap();
+        assert_eq!((r.issued_before, r.allow_reauth_margin), (None, None));
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        for (body, field) in [
+            (r#"{"clientIds":"alice"}"#, "clientIds"),
+            (r#"{"clientIds":[""]}"#, "clientIds"),
+            (r#"{"clientIds":[1]}"#, "clientIds"),
+            (r#"{"clientIds":["a\nb"]}"#, "clientIds"),
+            (r#"{"revocationKeys":[null]}"#, "revocationKeys"),
+            (r#"{"channels":{}}"#, "channels"),
+            (r#"{"clientIds":[]}"#, "clientIds"),
+            (r#"{}"#, "clientIds"),
+            (r#"{"clientIds":["a"],"issuedBefore":"1700000000000"}"#, "issuedBefore"),
+            (r#"{"clientIds":["a"],"issuedBefore":1.5}"#, "issuedBefore"),
+            (r#"{"clientIds":["a"],"issuedBefore":-1}"#, "issuedBefore"),
+            (r#"{"clientIds":["a"],"issuedBefore":1800000000000}"#, "issuedBefore"),
+            (r#"{"clientIds":["a"],"issuedBefore":1600000000000}"#, "issuedBefore"),
+            (r#"{"clientIds":["a"],"allowReauthMargin":"yes"}"#, "allowReauthMargin"),
+            (r#"{"clientIDs":["a"]}"#, "body"),
+            (r#"["a"]"#, "body"),
+            (r#"{"clientIds":"#, "body"),
+            ("  ", "body"),
+        ] {
+            assert_eq!(field_of(parse_json(body).unwrap_err()), field, "{body}");
+        }
+        let e = parse_json(r#"{"clientIDs":["a"]}"#).unwrap_err();
+        assert!(
+            e.to_string().contains("clientIDs") && e.to_string().contains("clientIds"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn too_many_targets_are_refused() {
+        let ids: Vec<String> = (0..=MAX_TARGETS).map(|i| format!("u{i}")).collect();
+        let body = serde_json::json!({ "clientIds": ids }).to_string();
+        assert_eq!(field_of(parse_json(&body).unwrap_err()), "clientIds");
+    }
+
+    #[test]
+    fn body_must_be_json() {
+        let e = parse(&post("application/x-www-form-urlencoded", "clientIds=a"), NOW).unwrap_err();
+        assert_eq!((e.status(), e.code()), (415, 41500));
+        let big = format!(r#"{{"clientIds":["{}"]}}"#, "a".repeat(MAX_BODY_BYTES));
+        assert_eq!(parse_json(&big).unwrap_err().status(), 413);
+    }
+
+    /// Answers every target with success, except `clientId:fail…` targets; records calls.
+    #[derive(Default)]
+    struct Recorder {
+        calls: Mutex<Vec<RevokeRequest>>,
+        fail_call: Option<usize>,
+    }
+
+    impl AblyRest for Recorder {
+        fn request_token<'a>(&'a self, _: &'a TokenRequest) -> BoxFuture<'a, Result<TokenDetails, AblyError>> {
+            unreachable!()
+        }
+        fn revoke_tokens<'a>(
+            &'a self,
+            _: &'a ApiKey,
+            request: &'a RevokeRequest,
+        ) -> BoxFuture<'a, Result<BatchResult, AblyError>> {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(request.clone());
+            if self.fail_call == Some(calls.len()) {
+                return Box::pin(std::future::ready(Err(AblyError::BadGateway {
+                    status: Some(500),
+                    code: Some(50000),
+                    message: "boom".into(),
+                })));
+            }
+            let results: Vec<TargetResult> = request
+                .targets
+                .iter()
+                .map(|t| TargetResult {
+                    target: t.clone(),
+                    issued_before: (!t.starts_with("clientId:fail")).then_some(NOW),
+                    applies_at: (!t.starts_with("clientId:fail")).then_some(NOW),
+                    error: t
+                        .starts_with("clientId:fail")
+                        .then(|| serde_json::json!({"message":"nope","code":40000,"statusCode":400})),
+                })
+                .collect();
+            let failures = results.iter().filter(|r| r.error.is_some()).count() as u64;
+            Box::pin(std::future::ready(Ok(BatchResult {
+                success_count: results.len() as u64 - failures,
+                failure_count: failures,
+                results,
+            })))
+        }
+        fn time(&self) -> BoxFuture<'_, Result<u64, AblyError>> {
+            unreachable!()
+        }
+    }
+
+    fn revocation(n: usize) -> Revocation {
+        Revocation {
+            targets: (0..n)
+                .map(|i| {
+                    if i % 50 == 7 {
+                        format!("clientId:fail{i}")
+                    } else {
+                        format!("clientId:u{i}")
+                    }
+                })
+                .collect(),
+            issued_before: Some(NOW),
+            allow_reauth_margin: Some(true),
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_of_at_most_100_are_merged_in_order() {
+        let key = ApiKey::parse("a.b:s").unwrap();
+        let ably = Recorder::default();
+        let r = revocation(250);
+        let merged = execute(&ably, &key, &r).await.unwrap();
+        let calls = ably.calls.lock().unwrap();
+        assert_eq!(
+            calls.iter().map(|c| c.targets.len()).collect::<Vec<_>>(),
+            [100, 100, 50]
+        );
+        assert!(calls
+            .iter()
+            .all(|c| c.issued_before == Some(NOW) && c.allow_reauth_margin == Some(true)));
+        assert_eq!((merged.success_count, merged.failure_count), (245, 5));
+        assert_eq!(
+            merged.results.iter().map(|t| t.target.as_str()).collect::<Vec<_>>(),
+            r.targets.iter().map(String::as_str).collect::<Vec<_>>()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_stops_and_reports_progress() {
+        let key = ApiKey::parse("a.b:s").unwrap();
+        let ably = Recorder {
+            fail_call: Some(2),
+            ..Recorder::default()
+        };
+        let failure = execute(&ably, &key, &revocation(250)).await.unwrap_err();
+        assert_eq!((failure.done, failure.total), (100, 250));
+        assert_eq!(ably.calls.lock().unwrap().len(), 2);
+        let e = IssueError::from(failure);
+        assert_eq!((e.status(), e.code()), (502, 50200));
+        assert!(e.to_string().contains("100 of 250 targets were revoked"), "{e}");
+    }
+}
