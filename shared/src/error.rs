@@ -75,7 +75,10 @@ impl std::fmt::Display for UpstreamFault {
 impl IssueError {
     /// 405 for `request`'s method; `allowed` reads like "GET or POST".
     pub fn method_not_allowed(method: &str, allowed: &'static str) -> Self {
-        IssueError::MethodNotAllowed { method: truncate_for_message(method, 16), allowed }
+        IssueError::MethodNotAllowed {
+            method: truncate_for_message(method, 16),
+            allowed,
+        }
     }
 
     pub fn bad_request(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
@@ -190,7 +193,10 @@ mod tests {
             },
             IssueError::CapabilityDenied,
             IssueError::bad_request("ttl", "x"),
-            IssueError::MethodNotAllowed { method: "PUT".into(), allowed: "GET or POST" },
+            IssueError::MethodNotAllowed {
+                method: "PUT".into(),
+                allowed: "GET or POST",
+            },
             IssueError::UnsupportedMediaType("text/xml".into()),
             IssueError::PayloadTooLarge { limit: 1 },
             IssueError::OriginNotAllowed("o".into()),
