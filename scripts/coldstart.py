@@ -91,6 +91,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--warm", type=int, default=50, help="warm requests after each cold one (their durations too)")
     p.add_argument("--functions", default=",".join(probe.EVENTS))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an extra setting for the functions")
     p.add_argument("--target-dir", type=Path, default=ROOT / "target", help="where release/<function> is")
     p.add_argument("--json", type=Path, default=None, help="default: <target-dir>/coldstart/summary.json")
     args = p.parse_args(argv)
@@ -98,7 +99,7 @@ def main(argv: list[str]) -> int:
     functions = [f.strip() for f in args.functions.split(",") if f.strip()]
     work = Path(tempfile.mkdtemp(prefix="coldstart-"))
     ably = probe.FakeAbly()
-    summary: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "runs": args.runs,
+    summary: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "runs": args.runs, "settings": args.set,
                      "load_average_before": probe.loadavg(), "functions": {}}
     try:
         for function in functions:
@@ -107,7 +108,7 @@ def main(argv: list[str]) -> int:
                 raise SystemExit(f"{binary} not found: run `make release` first")
             event_path, calls_ably = probe.EVENTS[function]
             event = (ROOT / event_path).read_bytes()
-            overrides = [f"ABLY_REST_URL={ably.url}"] if calls_ably else []
+            overrides = ([f"ABLY_REST_URL={ably.url}"] if calls_ably else []) + args.set
             env = invoke.function_env(function, ROOT / "env.json", overrides)
             runs = []
             for i in range(args.runs):

@@ -47,6 +47,9 @@ VARIANTS: dict[str, dict[str, str]] = {
     "s-abort": {"opt-level": '"s"', "panic": '"abort"'},
     "z-abort": {"opt-level": '"z"', "panic": '"abort"'},
     "s-thin-abort": {"opt-level": '"s"', "lto": '"thin"', "panic": '"abort"'},
+    # Size-optimised, except the crates on the request path (ours, the crypto, JSON, base64).
+    "s-abort-hot3": {"opt-level": '"s"', "panic": '"abort"', **{f"package.{c}.opt-level": "3" for c in (
+        "shared", "aws-lc-rs", "aws-lc-sys", "jsonwebtoken", "serde_json", "base64", "issue-jwt")}},
     # For reading the binary's composition (nm): the same code as z-abort, symbols kept.
     "z-abort-symbols": {"opt-level": '"z"', "panic": '"abort"', "strip": '"none"'},
 }

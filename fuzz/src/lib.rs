@@ -81,11 +81,65 @@ const TOKEN_POLICY: &str = r#"{
 
 /// Fragments that steer generated text towards the interesting cases.
 const PIECES: &[&str] = &[
-    "*", ":", "[", "]", ",", "{", "}", "\"", "\\", "\n", "\u{0}", "\u{7f}", " ", "é", "\u{2028}", "%", "%2", "%zz",
-    "%2A", "%3A", "+", "=", "&", ";", "[queue]", "[meta]", "[*]", "[other]", "chat", "chat:*", "chat:alice", "alice",
-    "public", "{sub}", "{name}", "{org}", "{roles}", "{a.b}", "{app_metadata.org}", "{", "x\",\"role\":\"admin",
-    "publish", "subscribe", "presence", "history", "admin", "moderator", "null", "true", "1", "0", "-1", "1e999",
-    "3600000", "18446744073709551616", "::", "*:*", ":*", "a::b",
+    "*",
+    ":",
+    "[",
+    "]",
+    ",",
+    "{",
+    "}",
+    "\"",
+    "\\",
+    "\n",
+    "\u{0}",
+    "\u{7f}",
+    " ",
+    "é",
+    "\u{2028}",
+    "%",
+    "%2",
+    "%zz",
+    "%2A",
+    "%3A",
+    "+",
+    "=",
+    "&",
+    ";",
+    "[queue]",
+    "[meta]",
+    "[*]",
+    "[other]",
+    "chat",
+    "chat:*",
+    "chat:alice",
+    "alice",
+    "public",
+    "{sub}",
+    "{name}",
+    "{org}",
+    "{roles}",
+    "{a.b}",
+    "{app_metadata.org}",
+    "{",
+    "x\",\"role\":\"admin",
+    "publish",
+    "subscribe",
+    "presence",
+    "history",
+    "admin",
+    "moderator",
+    "null",
+    "true",
+    "1",
+    "0",
+    "-1",
+    "1e999",
+    "3600000",
+    "18446744073709551616",
+    "::",
+    "*:*",
+    ":*",
+    "a::b",
 ];
 
 fn piece(u: &mut Unstructured<'_>) -> AResult<String> {
@@ -94,7 +148,9 @@ fn piece(u: &mut Unstructured<'_>) -> AResult<String> {
         Some(p) => (*p).to_owned(),
         None if i == PIECES.len() => {
             let n = u.int_in_range(0..=8)?;
-            (0..n).map(|_| u.int_in_range(b'a'..=b'z').map(char::from)).collect::<AResult<String>>()?
+            (0..n)
+                .map(|_| u.int_in_range(b'a'..=b'z').map(char::from))
+                .collect::<AResult<String>>()?
         }
         None => u.arbitrary::<String>()?,
     })
@@ -136,7 +192,10 @@ fn ops_json(u: &mut Unstructured<'_>) -> AResult<String> {
                     _ => OPERATIONS[u.choose_index(OPERATIONS.len())?].to_owned(),
                 });
             }
-            format!("[{}]", names.iter().map(|n| json_string(n)).collect::<Vec<_>>().join(","))
+            format!(
+                "[{}]",
+                names.iter().map(|n| json_string(n)).collect::<Vec<_>>().join(",")
+            )
         }
     })
 }
@@ -169,7 +228,13 @@ fn resource(u: &mut Unstructured<'_>) -> AResult<String> {
 fn capability_text(u: &mut Unstructured<'_>) -> AResult<String> {
     match u.int_in_range(0..=11)? {
         0 => return text(u, 6),
-        1 => return Ok(pick(u, &["{}", "[]", "null", "\"*\"", "{\"*\":[\"*\"]}", "{\"[*]*\":[\"*\"]}"])?.to_owned()),
+        1 => {
+            return Ok(pick(
+                u,
+                &["{}", "[]", "null", "\"*\"", "{\"*\":[\"*\"]}", "{\"[*]*\":[\"*\"]}"],
+            )?
+            .to_owned())
+        }
         _ => {}
     }
     let n = u.int_in_range(1..=5)?;
@@ -215,7 +280,10 @@ fn check_error_response(response: &Response<Body>) {
 
 fn check_no_secrets(what: &str, text: &str) {
     assert!(!text.contains(KEY_SECRET), "the key secret leaked into {what}: {text}");
-    assert!(!text.contains(CALLER_SECRET), "the caller secret leaked into {what}: {text}");
+    assert!(
+        !text.contains(CALLER_SECRET),
+        "the caller secret leaked into {what}: {text}"
+    );
 }
 
 /// Concrete names to probe capabilities with: each resource with its wildcards filled in
@@ -315,7 +383,17 @@ fn param_name(u: &mut Unstructured<'_>) -> AResult<String> {
         4 => "ttl".to_owned(),
         5 => "rnd".to_owned(),
         // The revoke route's fields.
-        6 => pick(u, &["clientIds", "revocationKeys", "channels", "issuedBefore", "allowReauthMargin"])?.to_owned(),
+        6 => pick(
+            u,
+            &[
+                "clientIds",
+                "revocationKeys",
+                "channels",
+                "issuedBefore",
+                "allowReauthMargin",
+            ],
+        )?
+        .to_owned(),
         _ => text(u, 2)?,
     })
 }
@@ -324,7 +402,20 @@ fn param_value(u: &mut Unstructured<'_>, name: &str) -> AResult<String> {
     Ok(match (name, u.int_in_range(0..=3)?) {
         ("capability", 0..=2) => capability_text(u)?,
         ("ttl", 0) => u.arbitrary::<u64>()?.to_string(),
-        ("ttl", 1) => pick(u, &["3600000", "0", "1", "315360000001", "999999999999999", "1e3", "-5", " 60000"])?.to_owned(),
+        ("ttl", 1) => pick(
+            u,
+            &[
+                "3600000",
+                "0",
+                "1",
+                "315360000001",
+                "999999999999999",
+                "1e3",
+                "-5",
+                " 60000",
+            ],
+        )?
+        .to_owned(),
         ("clientId" | "client_id", 0) => pick(u, &["alice", "*", "bob", "ali\nce", ""])?.to_owned(),
         _ => text(u, 4)?,
     })
@@ -356,7 +447,11 @@ fn revoke_body(u: &mut Unstructured<'_>) -> AResult<Value> {
                     let n = u.int_in_range(1..=3)?;
                     let mut items = Vec::new();
                     for _ in 0..n {
-                        items.push(json!(if u.ratio(1, 2)? { pick(u, &["alice", "bob", "acme", "chat:lobby"])?.to_owned() } else { text(u, 2)? }));
+                        items.push(json!(if u.ratio(1, 2)? {
+                            pick(u, &["alice", "bob", "acme", "chat:lobby"])?.to_owned()
+                        } else {
+                            text(u, 2)?
+                        }));
                     }
                     Value::Array(items)
                 }
@@ -376,7 +471,14 @@ fn revoke_body(u: &mut Unstructured<'_>) -> AResult<Value> {
         map.insert("issuedBefore".into(), v);
     }
     if u.ratio(1, 3)? {
-        map.insert("allowReauthMargin".into(), if u.ratio(3, 4)? { json!(u.arbitrary::<bool>()?) } else { json!("yes") });
+        map.insert(
+            "allowReauthMargin".into(),
+            if u.ratio(3, 4)? {
+                json!(u.arbitrary::<bool>()?)
+            } else {
+                json!("yes")
+            },
+        );
     }
     if u.ratio(1, 10)? {
         map.insert(text(u, 1)?, json!(1));
@@ -417,7 +519,11 @@ fn params_body(u: &mut Unstructured<'_>) -> AResult<(Option<String>, Body)> {
                 let value = json_param(u, &name)?;
                 map.insert(name, value);
             }
-            let v = if u.ratio(1, 10)? { json!([Value::Object(map)]) } else { Value::Object(map) };
+            let v = if u.ratio(1, 10)? {
+                json!([Value::Object(map)])
+            } else {
+                Value::Object(map)
+            };
             Body::Text(v.to_string())
         }
     };
@@ -426,7 +532,12 @@ fn params_body(u: &mut Unstructured<'_>) -> AResult<(Option<String>, Body)> {
 
 /// A GET/POST-ish request carrying token parameters in its query and/or body.
 fn params_request(u: &mut Unstructured<'_>, path: &str) -> AResult<Request> {
-    let method = pick(u, &["GET", "GET", "GET", "POST", "POST", "POST", "POST", "POST", "PUT", "OPTIONS", "DELETE", "get"])?;
+    let method = pick(
+        u,
+        &[
+            "GET", "GET", "GET", "POST", "POST", "POST", "POST", "POST", "PUT", "OPTIONS", "DELETE", "get",
+        ],
+    )?;
     let n = u.int_in_range(0..=4)?;
     let mut pairs = Vec::new();
     for _ in 0..n {
@@ -445,7 +556,9 @@ fn params_request(u: &mut Unstructured<'_>, path: &str) -> AResult<Request> {
     } else {
         format!("https://abc123.execute-api.eu-west-1.amazonaws.com{path}?{query}")
     };
-    let uri: Uri = uri.parse().unwrap_or_else(|_| Uri::from_static("https://abc123.example/"));
+    let uri: Uri = uri
+        .parse()
+        .unwrap_or_else(|_| Uri::from_static("https://abc123.example/"));
     let (content_type, body) = params_body(u)?;
     let mut builder = lambda_http::http::Request::builder()
         .method(Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET))
@@ -478,7 +591,11 @@ pub fn params(data: &[u8]) {
             }
             if let Some(cap) = &hints.capability {
                 assert!(!cap.is_empty(), "an empty capability hint is refused");
-                assert!(cap.len() <= shared::params::MAX_REQUESTED_RESOURCES, "{} resources read", cap.len());
+                assert!(
+                    cap.len() <= shared::params::MAX_REQUESTED_RESOURCES,
+                    "{} resources read",
+                    cap.len()
+                );
                 let canonical = cap.to_canonical_string();
                 let again = Capability::parse(&canonical).unwrap_or_else(|e| panic!("{canonical}: {e}"));
                 assert_eq!(&again, cap);
@@ -488,7 +605,11 @@ pub fn params(data: &[u8]) {
             }
         }
         Err(e) => {
-            assert!((400..500).contains(&e.status()), "params error with status {}: {e}", e.status());
+            assert!(
+                (400..500).contains(&e.status()),
+                "params error with status {}: {e}",
+                e.status()
+            );
             check_error_answer(&e);
         }
     }
@@ -525,9 +646,16 @@ pub fn capability(data: &[u8]) {
         let canonical = c.to_canonical_string();
         let again = Capability::parse(&canonical).unwrap_or_else(|e| panic!("canonical {canonical} fails: {e}"));
         assert_eq!(&again, c, "canonical form changes the capability");
-        assert_eq!(again.to_canonical_string(), canonical, "canonicalisation is not idempotent");
+        assert_eq!(
+            again.to_canonical_string(),
+            canonical,
+            "canonicalisation is not idempotent"
+        );
         for (r, _) in c.iter() {
-            assert!(validate_resource(r).is_ok(), "a parsed capability holds invalid resource {r:?}");
+            assert!(
+                validate_resource(r).is_ok(),
+                "a parsed capability holds invalid resource {r:?}"
+            );
         }
     }
     let [a, b] = parsed.as_slice() else {
@@ -547,7 +675,15 @@ pub fn capability(data: &[u8]) {
 // =======================================================================================
 // Target `policy`
 
-const CLAIM_NAMES: &[&str] = &["sub", "name", "org", "roles", "a.b", "app_metadata.org", "cognito:groups"];
+const CLAIM_NAMES: &[&str] = &[
+    "sub",
+    "name",
+    "org",
+    "roles",
+    "a.b",
+    "app_metadata.org",
+    "cognito:groups",
+];
 
 /// A template: literals and `{claim}` placeholders.
 fn template(u: &mut Unstructured<'_>, resource_like: bool) -> AResult<String> {
@@ -580,11 +716,19 @@ fn rules_doc(u: &mut Unstructured<'_>, doc: &mut Map<String, Value>) -> AResult<
         for _ in 0..u.int_in_range(0..=2)? {
             let value = match u.int_in_range(0..=3)? {
                 0 => r#"{"name":"{name}"}"#.to_owned(),
-                1 => format!("{{\"n\":\"{}\",\"o\":[\"{}\"]}}", template(u, false)?, template(u, false)?),
+                1 => format!(
+                    "{{\"n\":\"{}\",\"o\":[\"{}\"]}}",
+                    template(u, false)?,
+                    template(u, false)?
+                ),
                 2 => json!(u.arbitrary::<u8>()?).to_string(),
                 _ => template(u, false)?,
             };
-            let v = if u.ratio(1, 10)? { json!(7) } else { Value::String(value) };
+            let v = if u.ratio(1, 10)? {
+                json!(7)
+            } else {
+                Value::String(value)
+            };
             claims.insert(template(u, true)?, v);
         }
         doc.insert("channelClaims".into(), Value::Object(claims));
@@ -624,7 +768,10 @@ fn policy_doc(u: &mut Unstructured<'_>) -> AResult<Value> {
             doc.insert("clientId".into(), json!(template(u, false)?));
         }
         _ => {
-            doc.insert("clientId".into(), json!(pick(u, &["{sub}", "user-{sub}", "{org}:{sub}", "{sub}*", "fixed"])?));
+            doc.insert(
+                "clientId".into(),
+                json!(pick(u, &["{sub}", "user-{sub}", "{org}:{sub}", "{sub}*", "fixed"])?),
+            );
         }
     }
     if let Some(ttl) = ttl_value(u)? {
@@ -645,7 +792,10 @@ fn policy_doc(u: &mut Unstructured<'_>) -> AResult<Value> {
             if u.ratio(1, 3)? {
                 g.insert("mayRevoke".into(), json!(true));
             }
-            grants.insert(pick(u, &["admin", "moderator", "x", "*", ""])?.to_owned(), Value::Object(g));
+            grants.insert(
+                pick(u, &["admin", "moderator", "x", "*", ""])?.to_owned(),
+                Value::Object(g),
+            );
         }
         let claim = pick(u, &["roles", "roles", "cognito:groups", "", "a.b"])?;
         doc.insert("roles".into(), json!({"claim": claim, "grants": grants}));
@@ -675,7 +825,19 @@ fn claim_value(u: &mut Unstructured<'_>) -> AResult<Value> {
         3 => json!(u.arbitrary::<bool>()?),
         4 => json!([pick(u, &["admin", "moderator", "x"])?, text(u, 2)?]),
         5 => json!({"b": text(u, 3)?, "org": text(u, 2)?}),
-        6 => json!(pick(u, &["*", "x:*", "a]", "", "x\",\"role\":\"admin", "[admin moderator]", "admin, moderator", "{org}"])?),
+        6 => json!(pick(
+            u,
+            &[
+                "*",
+                "x:*",
+                "a]",
+                "",
+                "x\",\"role\":\"admin",
+                "[admin moderator]",
+                "admin, moderator",
+                "{org}"
+            ]
+        )?),
         _ => json!(text(u, 4)?),
     })
 }
@@ -683,7 +845,11 @@ fn claim_value(u: &mut Unstructured<'_>) -> AResult<Value> {
 fn claims(u: &mut Unstructured<'_>) -> AResult<Map<String, Value>> {
     let mut map = Map::new();
     for _ in 0..u.int_in_range(0..=6)? {
-        let name = if u.ratio(1, 8)? { text(u, 2)? } else { pick(u, CLAIM_NAMES)?.to_owned() };
+        let name = if u.ratio(1, 8)? {
+            text(u, 2)?
+        } else {
+            pick(u, CLAIM_NAMES)?.to_owned()
+        };
         map.insert(name, claim_value(u)?);
     }
     Ok(map)
@@ -715,7 +881,10 @@ fn template_parts(t: &str) -> Vec<Option<String>> {
 }
 
 fn safe_value(s: &str) -> bool {
-    !s.is_empty() && !s.chars().any(|c| matches!(c, '*' | ':' | '[' | ']' | ',') || c.is_control())
+    !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| matches!(c, '*' | ':' | '[' | ']' | ',') || c.is_control())
 }
 
 /// Does `s` equal template `t` with every placeholder replaced by a safe value?
@@ -777,12 +946,23 @@ fn same_shape(a: &Value, b: &Value) -> bool {
 
 fn check_grant(doc: &Value, revocable: bool, caller: &Caller, grant: &shared::grant::Grant) {
     if let Some(c) = &grant.client_id {
-        assert!(!c.is_empty() && !c.contains('*') && !c.chars().any(char::is_control), "clientId {c:?}");
-        let t = doc["clientId"].as_str().unwrap_or_else(|| panic!("clientId {c:?} without a clientId template"));
-        assert!(matches_template(t, c), "clientId {c:?} is not template {t:?} with safe values");
+        assert!(
+            !c.is_empty() && !c.contains('*') && !c.chars().any(char::is_control),
+            "clientId {c:?}"
+        );
+        let t = doc["clientId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("clientId {c:?} without a clientId template"));
+        assert!(
+            matches_template(t, c),
+            "clientId {c:?} is not template {t:?} with safe values"
+        );
     }
     if matches!(caller, Caller::Anonymous) {
-        assert!(grant.client_id.is_none() && !grant.may_revoke, "anonymous grant {grant:?}");
+        assert!(
+            grant.client_id.is_none() && !grant.may_revoke,
+            "anonymous grant {grant:?}"
+        );
     }
     let caps = doc_templates(doc, "capability");
     for (r, _) in grant.capability.iter() {
@@ -794,7 +974,11 @@ fn check_grant(doc: &Value, revocable: bool, caller: &Caller, grant: &shared::gr
     }
     let claims = doc_templates(doc, "channelClaims");
     for (r, v) in &grant.channel_claims {
-        let owners: Vec<&Value> = claims.iter().filter(|(t, _)| matches_template(t, r)).map(|(_, v)| *v).collect();
+        let owners: Vec<&Value> = claims
+            .iter()
+            .filter(|(t, _)| matches_template(t, r))
+            .map(|(_, v)| *v)
+            .collect();
         assert!(!owners.is_empty(), "channel claim on {r:?} from no template");
         // A value template that is JSON (placeholders inside strings) stays JSON of that shape.
         let shapes: Vec<Value> = owners
@@ -807,22 +991,36 @@ fn check_grant(doc: &Value, revocable: bool, caller: &Caller, grant: &shared::gr
             .collect();
         if !shapes.is_empty() && shapes.len() == owners.len() {
             let got: Value = serde_json::from_str(v).unwrap_or_else(|e| panic!("channel claim {v:?} is not JSON: {e}"));
-            assert!(shapes.iter().any(|s| same_shape(s, &got)), "channel claim {v:?} changed shape");
+            assert!(
+                shapes.iter().any(|s| same_shape(s, &got)),
+                "channel claim {v:?} changed shape"
+            );
         }
     }
     let limits = doc_templates(doc, "rateLimits");
     for (r, rate) in &grant.rate_limits {
         assert!(rate.is_finite() && *rate > 0.0, "rate {rate}");
-        assert!(limits.iter().any(|(t, _)| matches_template(t, r)), "rate limit on {r:?} from no template");
+        assert!(
+            limits.iter().any(|(t, _)| matches_template(t, r)),
+            "rate limit on {r:?} from no template"
+        );
     }
     let max = if revocable { 3_600_000 } else { 86_400_000 };
     assert!((60_000..=max).contains(&grant.ttl_ms), "ttl {} ms", grant.ttl_ms);
     if let Some(k) = &grant.revocation_key {
-        assert!(!k.is_empty() && !k.chars().any(char::is_control), "revocation key {k:?}");
+        assert!(
+            !k.is_empty() && !k.chars().any(char::is_control),
+            "revocation key {k:?}"
+        );
         // The claims' text as it is (not JSON-escaped: the JWT writer escapes it once).
-        let t = doc["revocationKey"].as_str().unwrap_or_else(|| panic!("revocation key {k:?} without a template"));
+        let t = doc["revocationKey"]
+            .as_str()
+            .unwrap_or_else(|| panic!("revocation key {k:?} without a template"));
         let plain = |v: &str| !v.chars().any(char::is_control);
-        assert!(matches_template_by(t, k, &plain), "revocation key {k:?} is not template {t:?} with claim text");
+        assert!(
+            matches_template_by(t, k, &plain),
+            "revocation key {k:?} is not template {t:?} with claim text"
+        );
     }
 }
 
@@ -890,10 +1088,18 @@ fn hs256(secret: &str, input: &str) -> Vec<u8> {
     aws_lc_rs::hmac::sign(&key, input.as_bytes()).as_ref().to_vec()
 }
 
-/// A JWT-shaped string and whether it is signed correctly with [`CALLER_SECRET`].
+/// A JWT-shaped string, and the one token string that is signed correctly with
+/// [`CALLER_SECRET`] (`header.payload.signature`, canonical base64url), if any.
 struct TokenCase {
     token: String,
-    signed: bool,
+    exact: Option<String>,
+}
+
+impl TokenCase {
+    /// Is `seen` (the token as a verifier received it) the correctly signed token?
+    fn signed(&self, seen: &str) -> bool {
+        self.exact.as_deref() == Some(seen)
+    }
 }
 
 fn time_claim(u: &mut Unstructured<'_>, now: i64) -> AResult<Option<Value>> {
@@ -925,7 +1131,7 @@ fn token_case(u: &mut Unstructured<'_>) -> AResult<TokenCase> {
     if u.ratio(1, 6)? {
         return Ok(TokenCase {
             token: text(u, 8)?,
-            signed: false,
+            exact: None,
         });
     }
     let header = if u.ratio(1, 10)? {
@@ -933,7 +1139,12 @@ fn token_case(u: &mut Unstructured<'_>) -> AResult<TokenCase> {
     } else {
         let mut h = Map::new();
         if !u.ratio(1, 12)? {
-            let alg = pick(u, &["HS256", "HS256", "HS256", "HS384", "HS512", "none", "None", "RS256", "ES256", "EdDSA", "hs256", ""])?;
+            let alg = pick(
+                u,
+                &[
+                    "HS256", "HS256", "HS256", "HS384", "HS512", "none", "None", "RS256", "ES256", "EdDSA", "hs256", "",
+                ],
+            )?;
             h.insert("alg".into(), json!(alg));
         }
         if u.ratio(1, 2)? {
@@ -991,7 +1202,10 @@ fn token_case(u: &mut Unstructured<'_>) -> AResult<TokenCase> {
     };
     let signing_input = format!("{}.{}", b64(u, header.as_bytes())?, b64(u, payload.as_bytes())?);
     let (signature, signed) = match u.int_in_range(0..=9)? {
-        0 => (b64(u, &hs256("wrong-secret-0123456789abcdef0123456789", &signing_input))?, false),
+        0 => (
+            b64(u, &hs256("wrong-secret-0123456789abcdef0123456789", &signing_input))?,
+            false,
+        ),
         1 => (String::new(), false),
         2 => (text(u, 3)?, false),
         3 => {
@@ -1011,14 +1225,14 @@ fn token_case(u: &mut Unstructured<'_>) -> AResult<TokenCase> {
         2 => format!("{signing_input}.{signature}{}", piece(u)?),
         _ => format!("{signing_input}.{signature}"),
     };
-    let signed = signed && token == format!("{signing_input}.{signature}");
-    Ok(TokenCase { token, signed })
+    let exact = signed.then(|| format!("{signing_input}.{signature}"));
+    Ok(TokenCase { token, exact })
 }
 
 /// What acceptance of `token` requires: signed with the secret, HS256, unexpired, and the
 /// issuer/audience when `strict`.
 fn check_accepted(token: &str, signed: bool, strict: bool, claims: &Claims) {
-    assert!(signed, "accepted a token not signed with the caller secret: {token}");
+    assert!(signed, "accepted a token not signed with the caller secret: {token:?}");
     let mut parts = token.split('.');
     let header: Value = parts
         .next()
@@ -1031,13 +1245,27 @@ fn check_accepted(token: &str, signed: bool, strict: bool, claims: &Claims) {
         .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
         .and_then(|p| serde_json::from_slice(&p).ok())
         .unwrap_or_else(|| panic!("accepted a token whose payload is not base64url JSON: {token}"));
-    assert_eq!(&Value::Object(claims.as_map().clone()), &payload, "claims differ from the payload");
+    assert_eq!(
+        &Value::Object(claims.as_map().clone()),
+        &payload,
+        "claims differ from the payload"
+    );
     let now = now_s();
-    let exp = payload["exp"].as_f64().unwrap_or_else(|| panic!("accepted a token without numeric exp: {payload}"));
-    assert!(exp >= (now - LEEWAY_S - SLACK_S) as f64, "accepted an expired token: exp {exp}, now {now}");
+    let exp = payload["exp"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("accepted a token without numeric exp: {payload}"));
+    assert!(
+        exp >= (now - LEEWAY_S - SLACK_S) as f64,
+        "accepted an expired token: exp {exp}, now {now}"
+    );
     if let Some(nbf) = payload.get("nbf") {
-        let nbf = nbf.as_f64().unwrap_or_else(|| panic!("accepted a non-numeric nbf: {payload}"));
-        assert!(nbf <= (now + LEEWAY_S + SLACK_S) as f64, "accepted a token not valid yet: nbf {nbf}, now {now}");
+        let nbf = nbf
+            .as_f64()
+            .unwrap_or_else(|| panic!("accepted a non-numeric nbf: {payload}"));
+        assert!(
+            nbf <= (now + LEEWAY_S + SLACK_S) as f64,
+            "accepted a token not valid yet: nbf {nbf}, now {now}"
+        );
     }
     if strict {
         assert_eq!(payload["iss"], json!(ISSUER), "accepted issuer {}", payload["iss"]);
@@ -1076,8 +1304,9 @@ fn verifiers() -> &'static Verifiers {
     V.get_or_init(|| {
         let secret = SecretString::new(CALLER_SECRET);
         let plain = Arc::new(Hs256Verifier::new(&secret, None, &[]).unwrap_or_else(|e| panic!("{e}")));
-        let strict =
-            Arc::new(Hs256Verifier::new(&secret, Some(ISSUER), &[AUDIENCE.to_owned()]).unwrap_or_else(|e| panic!("{e}")));
+        let strict = Arc::new(
+            Hs256Verifier::new(&secret, Some(ISSUER), &[AUDIENCE.to_owned()]).unwrap_or_else(|e| panic!("{e}")),
+        );
         let cookie_tokens: Vec<Arc<dyn TokenVerifier>> = vec![plain.clone()];
         let cookie = CookieVerifier::new(COOKIE, cookie_tokens).unwrap_or_else(|e| panic!("{e}"));
         let chain = VerifierChain::new(vec![Box::new(strict.clone()), Box::new(cookie)]);
@@ -1097,13 +1326,16 @@ pub fn caller_token(data: &[u8]) {
     let rt = &runtime().0;
     for (verifier, strict) in [(&v.plain, false), (&v.strict, true)] {
         match rt.block_on(verifier.verify_token(&case.token)) {
-            Verdict::Verified(claims) => check_accepted(&case.token, case.signed, strict, &claims),
+            Verdict::Verified(claims) => check_accepted(&case.token, case.signed(&case.token), strict, &claims),
             Verdict::Rejected(e) => {
                 let e = IssueError::from(e);
                 assert_eq!(e.status(), 401, "{e}");
                 check_error_answer(&e);
                 check_no_secrets("a rejection", &e.to_string());
-                assert!(!e.to_string().contains(&case.token) || case.token.len() < 8, "the token is echoed: {e}");
+                assert!(
+                    !e.to_string().contains(&case.token) || case.token.len() < 8,
+                    "the token is echoed: {e}"
+                );
             }
             Verdict::NotMine | Verdict::Absent => {}
         }
@@ -1126,7 +1358,9 @@ pub fn caller_token(data: &[u8]) {
         Ok(2) => text(&mut u, 3).ok().map(|t| format!("{COOKIE}={t}")),
         _ => None,
     };
-    let mut builder = lambda_http::http::Request::builder().method("GET").uri("https://x.example/auth/jwt");
+    let mut builder = lambda_http::http::Request::builder()
+        .method("GET")
+        .uri("https://x.example/auth/jwt");
     let mut has_authorization = false;
     if let Some(a) = authorization.and_then(|a| HeaderValue::from_bytes(a.as_bytes()).ok()) {
         builder = builder.header("authorization", a);
@@ -1140,9 +1374,11 @@ pub fn caller_token(data: &[u8]) {
     };
     match rt.block_on(v.chain.identify(&request)) {
         // Either the bearer (strict) or the cookie (plain) verified it: the case's token is
-        // the only signed one, so the claims must be its claims.
+        // the only signed one, so the claims must be its claims. Header values and cookies
+        // lose surrounding whitespace on the way (RFC 9110 OWS), so a token that is the
+        // signed one plus whitespace is the signed one.
         Ok(Caller::Verified { claims, via }) => {
-            check_accepted(&case.token, case.signed, via == "hs256", &claims);
+            check_accepted(&case.token, case.signed(case.token.trim()), via == "hs256", &claims);
         }
         Ok(Caller::Anonymous) => assert!(!has_authorization, "an Authorization header made the caller anonymous"),
         Err(e) => {
@@ -1270,7 +1506,11 @@ fn valid_token(u: &mut Unstructured<'_>) -> AResult<String> {
     }
     claims.insert("iss".into(), json!(ISSUER));
     claims.insert("aud".into(), json!(AUDIENCE));
-    let exp = if u.ratio(1, 10)? { now_s() - 3600 } else { now_s() + 3600 };
+    let exp = if u.ratio(1, 10)? {
+        now_s() - 3600
+    } else {
+        now_s() + 3600
+    };
     claims.insert("exp".into(), json!(exp));
     let input = format!(
         "{}.{}",
@@ -1287,12 +1527,22 @@ fn extra_headers(u: &mut Unstructured<'_>, token: Option<&str>) -> AResult<Vec<(
     for _ in 0..u.int_in_range(0..=5)? {
         let name = pick(
             u,
-            &["authorization", "cookie", "origin", "access-control-request-headers", "content-type", "x-forwarded-for", "accept"],
+            &[
+                "authorization",
+                "cookie",
+                "origin",
+                "access-control-request-headers",
+                "content-type",
+                "x-forwarded-for",
+                "accept",
+            ],
         )?;
         let value: Vec<u8> = match (name, u.int_in_range(0..=3)?) {
             ("authorization", 0 | 1) => format!("Bearer {}", token.unwrap_or("x")).into_bytes(),
             ("cookie", 0 | 1) => format!("{COOKIE}={}", token.unwrap_or("x")).into_bytes(),
-            ("origin", 0 | 1) => pick(u, &[ORIGIN, "http://LOCALHOST:8080", "https://evil.example", "null"])?.as_bytes().to_vec(),
+            ("origin", 0 | 1) => pick(u, &[ORIGIN, "http://LOCALHOST:8080", "https://evil.example", "null"])?
+                .as_bytes()
+                .to_vec(),
             (_, 2) => text(u, 3)?.into_bytes(),
             _ => u.arbitrary::<Vec<u8>>()?,
         };
@@ -1310,14 +1560,24 @@ fn authorizer_event(u: &mut Unstructured<'_>, method: &str, query: &str, body: &
         Body::Binary(b) => String::from_utf8(b.clone()).ok(),
         _ => None,
     };
-    let strings: Map<String, Value> =
-        claims.iter().map(|(k, v)| (k.clone(), Value::String(v.as_str().map_or_else(|| v.to_string(), str::to_owned)))).collect();
+    let strings: Map<String, Value> = claims
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                Value::String(v.as_str().map_or_else(|| v.to_string(), str::to_owned)),
+            )
+        })
+        .collect();
     let authorizer = match u.int_in_range(0..=2)? {
         0 => json!({"jwt": {"claims": strings, "scopes": ["openid"]}}),
         1 => json!({"lambda": Value::Object(claims)}),
         _ => json!({}),
     };
-    let content_type = pick(u, &["application/json", "application/x-www-form-urlencoded", "text/plain"])?;
+    let content_type = pick(
+        u,
+        &["application/json", "application/x-www-form-urlencoded", "text/plain"],
+    )?;
     let event = json!({
         "version": "2.0",
         "routeKey": "$default",
@@ -1376,18 +1636,28 @@ fn build_request(spec: &RequestSpec) -> Option<(Request, Option<String>)> {
 fn check_answer(route: Route, response: &Response<Body>, token: Option<&str>) {
     let status = response.status().as_u16();
     let body = body_text(response);
-    assert!(status < 500, "{route:?} answered {status} (no fault is configured): {body}");
+    assert!(
+        status < 500,
+        "{route:?} answered {status} (no fault is configured): {body}"
+    );
     check_no_secrets("an answer body", &body);
     for (name, value) in response.headers() {
         check_no_secrets(name.as_str(), &String::from_utf8_lossy(value.as_bytes()));
         if let Some(t) = token {
-            assert!(!String::from_utf8_lossy(value.as_bytes()).contains(t), "the caller token echoed in {name}");
+            assert!(
+                !String::from_utf8_lossy(value.as_bytes()).contains(t),
+                "the caller token echoed in {name}"
+            );
         }
     }
     if let Some(t) = token {
         assert!(!body.contains(t), "the caller token echoed in the body");
     }
-    assert_eq!(header(response, "cache-control"), Some("no-store"), "{route:?} {status}");
+    assert_eq!(
+        header(response, "cache-control"),
+        Some("no-store"),
+        "{route:?} {status}"
+    );
     if status >= 400 {
         check_error_response(response);
         return;
@@ -1420,7 +1690,11 @@ fn check_answer(route: Route, response: &Response<Body>, token: Option<&str>) {
                 tr.timestamp,
                 tr.nonce
             );
-            assert_eq!(tr.mac, STANDARD.encode(hs256(KEY_SECRET, &text)), "the TokenRequest MAC does not verify");
+            assert_eq!(
+                tr.mac,
+                STANDARD.encode(hs256(KEY_SECRET, &text)),
+                "the TokenRequest MAC does not verify"
+            );
         }
         Route::AblyToken => {
             let details: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("TokenDetails {body}: {e}"));
@@ -1439,7 +1713,11 @@ fn check_ably_jwt(token: &str) {
     let parts: Vec<&str> = token.split('.').collect();
     assert_eq!(parts.len(), 3, "JWT {token}");
     let input = format!("{}.{}", parts[0], parts[1]);
-    assert_eq!(parts[2], URL_SAFE_NO_PAD.encode(hs256(KEY_SECRET, &input)), "the Ably JWT signature does not verify");
+    assert_eq!(
+        parts[2],
+        URL_SAFE_NO_PAD.encode(hs256(KEY_SECRET, &input)),
+        "the Ably JWT signature does not verify"
+    );
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap_or_default())
         .unwrap_or_else(|e| panic!("JWT header: {e}"));
     assert_eq!(header["kid"], json!(KEY_NAME));
@@ -1447,8 +1725,14 @@ fn check_ably_jwt(token: &str) {
         .unwrap_or_else(|e| panic!("JWT claims: {e}"));
     let iat = claims["iat"].as_u64().unwrap_or_else(|| panic!("iat in {claims}"));
     let exp = claims["exp"].as_u64().unwrap_or_else(|| panic!("exp in {claims}"));
-    assert!(exp > iat && exp - iat <= 3600, "ttl {} s over the revocable maximum", exp - iat);
-    let cap = claims["x-ably-capability"].as_str().unwrap_or_else(|| panic!("capability in {claims}"));
+    assert!(
+        exp > iat && exp - iat <= 3600,
+        "ttl {} s over the revocable maximum",
+        exp - iat
+    );
+    let cap = claims["x-ably-capability"]
+        .as_str()
+        .unwrap_or_else(|| panic!("capability in {claims}"));
     let cap = Capability::parse(cap).unwrap_or_else(|e| panic!("capability {cap}: {e}"));
     assert!(!cap.is_empty());
     if let Some(c) = claims.get("x-ably-clientId") {

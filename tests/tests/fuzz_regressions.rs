@@ -13,7 +13,10 @@ mod harness;
 
 use std::path::PathBuf;
 
-const TARGETS: [(&str, fn(&[u8])); 5] = [
+/// A fuzz target's body: panics when the input breaks a property.
+type Target = fn(&[u8]);
+
+const TARGETS: [(&str, Target); 5] = [
     ("params", harness::params),
     ("capability", harness::capability),
     ("policy", harness::policy),
@@ -44,7 +47,7 @@ fn committed_inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     inputs
 }
 
-fn replay(target: &str, run: fn(&[u8])) -> usize {
+fn replay(target: &str, run: Target) -> usize {
     let inputs = committed_inputs(target);
     for (path, bytes) in &inputs {
         if std::panic::catch_unwind(|| run(bytes)).is_err() {
@@ -59,7 +62,10 @@ fn every_committed_fuzz_input_passes_its_target() {
     let mut total = 0;
     for (target, run) in TARGETS {
         let n = replay(target, run);
-        assert!(n > 0, "no committed inputs for `{target}` in fuzz/seeds or fuzz/regressions");
+        assert!(
+            n > 0,
+            "no committed inputs for `{target}` in fuzz/seeds or fuzz/regressions"
+        );
         total += n;
     }
     println!("{total} committed fuzz inputs replayed");
@@ -105,7 +111,10 @@ fn request_seeds_reach_success_and_refusals_on_every_route() {
     println!("{seen:?}");
     for route in ["issue-jwt", "issue-token-request", "issue-ably-token", "revoke-tokens"] {
         for status in [200, 400, 401] {
-            assert!(seen.contains_key(&(route, status)), "no seed gets {status} from {route}: {seen:?}");
+            assert!(
+                seen.contains_key(&(route, status)),
+                "no seed gets {status} from {route}: {seen:?}"
+            );
         }
     }
 }

@@ -14,7 +14,7 @@ mod fake_ably;
 use aws_lc_rs::hmac;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use fake_ably::{Fault, FakeAbly};
+use fake_ably::{FakeAbly, Fault};
 use integration_tests::*;
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
@@ -60,7 +60,8 @@ const TOKEN_POLICY: &str = r#"{
 
 const DEV_POLICY: &str = include_str!("../../dev/policy.json");
 /// No `anonymous` grant: with no caller verification configured, every request is refused.
-const POLICY_WITHOUT_ANONYMOUS: &str = r#"{"clientId": "{sub}", "capability": {"chat:{sub}": ["publish", "subscribe"]}}"#;
+const POLICY_WITHOUT_ANONYMOUS: &str =
+    r#"{"clientId": "{sub}", "capability": {"chat:{sub}": ["publish", "subscribe"]}}"#;
 
 // ---------------------------------------------------------------------------------------
 // Capture
@@ -108,7 +109,10 @@ impl Record {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-")
             .to_owned();
-        *self.outcomes.entry((route.name().to_owned(), status, code)).or_default() += 1;
+        *self
+            .outcomes
+            .entry((route.name().to_owned(), status, code))
+            .or_default() += 1;
         let mut text = format!("HTTP {status}\n");
         for (name, value) in response.headers() {
             text.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())));
@@ -242,26 +246,48 @@ fn lookup(env: HashMap<String, String>) -> impl Fn(&str) -> Option<String> {
 fn service(fake: &FakeAbly, route: Route, overrides: &[(&str, Option<&str>)], rec: &mut Record) -> Service {
     let env = env(fake, route, overrides);
     let config = Config::from_env(&lookup(env.clone())).expect("configuration is valid");
-    rec.text(format!("Debug of Config ({overrides:?})"), format!("{config:?} {config:#?}"));
+    rec.text(
+        format!("Debug of Config ({overrides:?})"),
+        format!("{config:?} {config:#?}"),
+    );
     Service::from_env_with(route, &lookup(env)).expect("configuration is valid")
 }
 
 /// Configurations every event is run under.
-fn variants() -> Vec<(&'static str, Vec<(&'static str, Option<&'static str>)>)> {
+/// Environment overrides: variable → value (`None` removes it).
+type Overrides = Vec<(&'static str, Option<&'static str>)>;
+
+fn variants() -> Vec<(&'static str, Overrides)> {
     vec![
         ("hs256 bearer", vec![]),
         (
             "authorizer and cookie",
-            vec![("CALLER_TRUST_AUTHORIZER", Some("true")), ("CALLER_COOKIE", Some("session"))],
+            vec![
+                ("CALLER_TRUST_AUTHORIZER", Some("true")),
+                ("CALLER_COOKIE", Some("session")),
+            ],
         ),
-        ("dev policy on every route", vec![("TOKEN_POLICY_FILE", None), ("TOKEN_POLICY", Some(DEV_POLICY))]),
-        ("issuer and audience", vec![("CALLER_ISSUER", Some("https://idp.example.com/")), ("CALLER_AUDIENCE", Some("ably-authurl"))]),
+        (
+            "dev policy on every route",
+            vec![("TOKEN_POLICY_FILE", None), ("TOKEN_POLICY", Some(DEV_POLICY))],
+        ),
+        (
+            "issuer and audience",
+            vec![
+                ("CALLER_ISSUER", Some("https://idp.example.com/")),
+                ("CALLER_AUDIENCE", Some("ably-authurl")),
+            ],
+        ),
         ("Ably's clock", vec![("ABLY_QUERY_TIME", Some("true"))]),
         ("key not revocable", vec![("ABLY_KEY_REVOCABLE", None)]),
         ("no caller verification", vec![("CALLER_HS256_SECRET", None)]),
         (
             "no caller verification, no anonymous grant",
-            vec![("CALLER_HS256_SECRET", None), ("TOKEN_POLICY_FILE", None), ("TOKEN_POLICY", Some(POLICY_WITHOUT_ANONYMOUS))],
+            vec![
+                ("CALLER_HS256_SECRET", None),
+                ("TOKEN_POLICY_FILE", None),
+                ("TOKEN_POLICY", Some(POLICY_WITHOUT_ANONYMOUS)),
+            ],
         ),
     ]
 }
@@ -273,9 +299,9 @@ async fn run(service: &Service, route: Route, what: &str, request: Request, rec:
 }
 
 fn get(path: &str, query: &str, headers: &[(&str, &str)]) -> Request {
-    let mut b = lambda_http::http::Request::builder()
-        .method("GET")
-        .uri(format!("https://abc123.execute-api.eu-west-1.amazonaws.com{path}?{query}"));
+    let mut b = lambda_http::http::Request::builder().method("GET").uri(format!(
+        "https://abc123.execute-api.eu-west-1.amazonaws.com{path}?{query}"
+    ));
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
@@ -312,32 +338,92 @@ fn handcrafted(route: Route) -> Vec<(String, Request)> {
     let forged = [
         ("garbage bearer", "Bearer not.a.jwt".to_owned()),
         ("empty bearer", "Bearer ".to_owned()),
-        ("basic scheme", format!("Basic {}", URL_SAFE_NO_PAD.encode(marker_key()))),
+        (
+            "basic scheme",
+            format!("Basic {}", URL_SAFE_NO_PAD.encode(marker_key())),
+        ),
         ("scheme only", "Bearer".to_owned()),
         (
             "wrong secret",
-            bearer(&signed(&json!({"alg":"HS256"}), &json!({"sub":"alice","exp":now+3600}), "a-wrong-secret-0123456789abcdef0123")),
+            bearer(&signed(
+                &json!({"alg":"HS256"}),
+                &json!({"sub":"alice","exp":now+3600}),
+                "a-wrong-secret-0123456789abcdef0123",
+            )),
         ),
         (
             "signed with the Ably key secret",
-            bearer(&signed(&json!({"alg":"HS256"}), &json!({"sub":"alice","exp":now+3600}), KEY_SECRET)),
+            bearer(&signed(
+                &json!({"alg":"HS256"}),
+                &json!({"sub":"alice","exp":now+3600}),
+                KEY_SECRET,
+            )),
         ),
-        ("alg none", format!("Bearer {}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":"alice","exp":{}}}"#, now + 3600)))),
-        ("HS512 header", bearer(&signed(&json!({"alg":"HS512"}), &json!({"sub":"alice","exp":now+3600}), CALLER_SECRET))),
-        ("RS256 header", bearer(&signed(&json!({"alg":"RS256","kid":"k1"}), &json!({"sub":"alice","exp":now+3600}), CALLER_SECRET))),
-        ("expired", bearer(&marker_token(json!({"sub":"alice","exp":now - 3600})))),
-        ("not yet valid", bearer(&marker_token(json!({"sub":"alice","exp":now + 7200,"nbf":now + 3600})))),
+        (
+            "alg none",
+            format!(
+                "Bearer {}.{}.",
+                URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+                URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":"alice","exp":{}}}"#, now + 3600))
+            ),
+        ),
+        (
+            "HS512 header",
+            bearer(&signed(
+                &json!({"alg":"HS512"}),
+                &json!({"sub":"alice","exp":now+3600}),
+                CALLER_SECRET,
+            )),
+        ),
+        (
+            "RS256 header",
+            bearer(&signed(
+                &json!({"alg":"RS256","kid":"k1"}),
+                &json!({"sub":"alice","exp":now+3600}),
+                CALLER_SECRET,
+            )),
+        ),
+        (
+            "expired",
+            bearer(&marker_token(json!({"sub":"alice","exp":now - 3600}))),
+        ),
+        (
+            "not yet valid",
+            bearer(&marker_token(json!({"sub":"alice","exp":now + 7200,"nbf":now + 3600}))),
+        ),
         ("no exp", bearer(&marker_token(json!({"sub":"alice"})))),
-        ("exp as text", bearer(&marker_token(json!({"sub":"alice","exp":(now + 3600).to_string()})))),
-        ("wildcard sub", bearer(&marker_token(json!({"sub":"*","exp":now + 3600})))),
-        ("sub with a colon", bearer(&marker_token(json!({"sub":"x:*","exp":now + 3600})))),
-        ("claims injection", bearer(&marker_token(json!({"sub":"alice","name":"x\",\"role\":\"admin","exp":now + 3600})))),
-        ("no sub", bearer(&marker_token(json!({"name":"nobody","exp":now + 3600})))),
+        (
+            "exp as text",
+            bearer(&marker_token(json!({"sub":"alice","exp":(now + 3600).to_string()}))),
+        ),
+        (
+            "wildcard sub",
+            bearer(&marker_token(json!({"sub":"*","exp":now + 3600}))),
+        ),
+        (
+            "sub with a colon",
+            bearer(&marker_token(json!({"sub":"x:*","exp":now + 3600}))),
+        ),
+        (
+            "claims injection",
+            bearer(&marker_token(
+                json!({"sub":"alice","name":"x\",\"role\":\"admin","exp":now + 3600}),
+            )),
+        ),
+        (
+            "no sub",
+            bearer(&marker_token(json!({"name":"nobody","exp":now + 3600}))),
+        ),
     ];
     let mut requests: Vec<(String, Request)> = Vec::new();
     for (what, authorization) in &forged {
         let r = if route == Route::Revoke {
-            post(path, "application/json", r#"{"clientIds":["bob"]}"#, &[("authorization", authorization)])
+            post(
+                path,
+                "application/json",
+                r#"{"clientIds":["bob"]}"#,
+                &[("authorization", authorization)],
+            )
         } else {
             get(path, "rnd=1", &[("authorization", authorization)])
         };
@@ -351,25 +437,63 @@ fn handcrafted(route: Route) -> Vec<(String, Request)> {
     );
     requests.push(("non-ASCII authorization".into(), r));
     // The token in a cookie.
-    requests.push(("cookie".into(), get(path, "", &[("cookie", &format!("a=b; session={}", alice()))])));
+    requests.push((
+        "cookie".into(),
+        get(path, "", &[("cookie", &format!("a=b; session={}", alice()))]),
+    ));
 
     let big = "x".repeat(70 * 1024);
     if route == Route::Revoke {
         for (what, ct, body) in [
-            ("revoke clientIds", "application/json", r#"{"clientIds":["alice","bob"],"revocationKeys":["acme"]}"#.to_owned()),
-            ("revoke channels", "application/json", r#"{"channels":["chat:lobby"],"allowReauthMargin":true}"#.to_owned()),
-            ("revoke issuedBefore in the future", "application/json", format!(r#"{{"clientIds":["bob"],"issuedBefore":{}}}"#, (now + 7200) * 1000)),
-            ("revoke unknown field", "application/json", r#"{"clientIds":["bob"],"secret":"MARKERkeySECRET0123456789"}"#.to_owned()),
+            (
+                "revoke clientIds",
+                "application/json",
+                r#"{"clientIds":["alice","bob"],"revocationKeys":["acme"]}"#.to_owned(),
+            ),
+            (
+                "revoke channels",
+                "application/json",
+                r#"{"channels":["chat:lobby"],"allowReauthMargin":true}"#.to_owned(),
+            ),
+            (
+                "revoke issuedBefore in the future",
+                "application/json",
+                format!(r#"{{"clientIds":["bob"],"issuedBefore":{}}}"#, (now + 7200) * 1000),
+            ),
+            (
+                "revoke unknown field",
+                "application/json",
+                r#"{"clientIds":["bob"],"secret":"MARKERkeySECRET0123456789"}"#.to_owned(),
+            ),
             ("revoke not JSON", "application/json", "{\"clientIds\": [".to_owned()),
             ("revoke empty", "application/json", String::new()),
-            ("revoke too many targets", "application/json", json!({"clientIds": (0..1001).map(|i| format!("u{i}")).collect::<Vec<_>>()}).to_string()),
-            ("revoke form body", "application/x-www-form-urlencoded", "clientIds=bob".to_owned()),
+            (
+                "revoke too many targets",
+                "application/json",
+                json!({"clientIds": (0..1001).map(|i| format!("u{i}")).collect::<Vec<_>>()}).to_string(),
+            ),
+            (
+                "revoke form body",
+                "application/x-www-form-urlencoded",
+                "clientIds=bob".to_owned(),
+            ),
             ("revoke too large", "application/json", big.clone()),
         ] {
             requests.push((what.into(), post(path, ct, &body, &[("authorization", &admin)])));
         }
-        requests.push(("revoke by a plain user".into(), post(path, "application/json", r#"{"clientIds":["bob"]}"#, &[("authorization", &alice_bearer)])));
-        requests.push(("revoke anonymous".into(), post(path, "application/json", r#"{"clientIds":["bob"]}"#, &[])));
+        requests.push((
+            "revoke by a plain user".into(),
+            post(
+                path,
+                "application/json",
+                r#"{"clientIds":["bob"]}"#,
+                &[("authorization", &alice_bearer)],
+            ),
+        ));
+        requests.push((
+            "revoke anonymous".into(),
+            post(path, "application/json", r#"{"clientIds":["bob"]}"#, &[]),
+        ));
         requests.push(("revoke GET".into(), get(path, "", &[("authorization", &admin)])));
         return requests;
     }
@@ -381,7 +505,10 @@ fn handcrafted(route: Route) -> Vec<(String, Request)> {
         ("huge ttl", "ttl=99999999999999999999"),
         ("bad capability", "capability=not-json"),
         ("empty capability", "capability=%7B%7D"),
-        ("disjoint capability", "capability=%7B%22news%22%3A%5B%22subscribe%22%5D%7D"),
+        (
+            "disjoint capability",
+            "capability=%7B%22news%22%3A%5B%22subscribe%22%5D%7D",
+        ),
         ("wildcard capability", "capability=%7B%22*%22%3A%5B%22*%22%5D%7D"),
         ("clientId mismatch", "clientId=bob"),
         ("clientId wildcard", "clientId=*"),
@@ -391,8 +518,16 @@ fn handcrafted(route: Route) -> Vec<(String, Request)> {
         requests.push((what.into(), get(path, query, &[("authorization", &alice_bearer)])));
     }
     for (what, ct, body) in [
-        ("form", "application/x-www-form-urlencoded", "ttl=600000&clientId=alice".to_owned()),
-        ("json", "application/json", r#"{"capability":{"chat:alice":["publish"]},"ttl":600000}"#.to_owned()),
+        (
+            "form",
+            "application/x-www-form-urlencoded",
+            "ttl=600000&clientId=alice".to_owned(),
+        ),
+        (
+            "json",
+            "application/json",
+            r#"{"capability":{"chat:alice":["publish"]},"ttl":600000}"#.to_owned(),
+        ),
         ("json not an object", "application/json", "[1]".to_owned()),
         ("json broken", "application/json", "{\"ttl\":".to_owned()),
         ("json wrong type", "application/json", r#"{"ttl":true}"#.to_owned()),
@@ -402,12 +537,28 @@ fn handcrafted(route: Route) -> Vec<(String, Request)> {
         requests.push((what.into(), post(path, ct, &body, &[("authorization", &alice_bearer)])));
     }
     requests.push(("anonymous".into(), get(path, "", &[])));
-    requests.push(("moderator".into(), get(path, "", &[("authorization", &bearer(&marker_token(json!({"sub":"mo","roles":["moderator"],"exp":now + 3600}))))])));
+    requests.push((
+        "moderator".into(),
+        get(
+            path,
+            "",
+            &[(
+                "authorization",
+                &bearer(&marker_token(
+                    json!({"sub":"mo","roles":["moderator"],"exp":now + 3600}),
+                )),
+            )],
+        ),
+    ));
     let mut put = get(path, "", &[("authorization", &alice_bearer)]);
     *put.method_mut() = lambda_http::http::Method::PUT;
     requests.push(("PUT".into(), put));
     for origin in [DEV_ORIGIN, "https://evil.example"] {
-        let mut preflight = get(path, "", &[("origin", origin), ("access-control-request-headers", "authorization")]);
+        let mut preflight = get(
+            path,
+            "",
+            &[("origin", origin), ("access-control-request-headers", "authorization")],
+        );
         *preflight.method_mut() = lambda_http::http::Method::OPTIONS;
         requests.push((format!("preflight from {origin}"), preflight));
     }
@@ -451,34 +602,76 @@ fn secret_scenarios() -> Vec<(&'static str, Result<String, ReadError>)> {
         ("raw key with a newline", Ok(format!("{key}\n"))),
         ("JSON secret", Ok(json!({"ABLY_API_KEY": key}).to_string())),
         ("JSON without the field", Ok(json!({"OTHER": key}).to_string())),
-        ("JSON field not a string", Ok(json!({"ABLY_API_KEY": [key]}).to_string())),
+        (
+            "JSON field not a string",
+            Ok(json!({"ABLY_API_KEY": [key]}).to_string()),
+        ),
         ("broken JSON", Ok(format!("{{\"ABLY_API_KEY\": \"{key}"))),
         ("secret only, no key name", Ok(KEY_SECRET.to_owned())),
         ("key with a space", Ok(format!("{DEV_KEY_NAME}:{KEY_SECRET} x"))),
         ("key without app id", Ok(format!(".devKey:{KEY_SECRET}"))),
         ("unreachable", Err(ReadError::Unavailable("connection refused".into()))),
         ("not found", Err(ReadError::NotFound)),
-        ("access denied", Err(ReadError::AccessDenied("AccessDeniedException".into()))),
+        (
+            "access denied",
+            Err(ReadError::AccessDenied("AccessDeniedException".into())),
+        ),
         ("binary", Err(ReadError::NotText)),
         ("refused", Err(ReadError::Refused("InvalidRequestException".into()))),
     ]
 }
 
 /// Start-up configurations that must be refused without echoing a secret.
-fn bad_configurations() -> Vec<(&'static str, Vec<(&'static str, Option<String>)>)> {
+/// Overrides with computed values.
+type OwnedOverrides = Vec<(&'static str, Option<String>)>;
+
+fn bad_configurations() -> Vec<(&'static str, OwnedOverrides)> {
     let key = marker_key();
     vec![
         ("key without colon", vec![("ABLY_API_KEY", Some(KEY_SECRET.to_owned()))]),
-        ("key without dot", vec![("ABLY_API_KEY", Some(format!("devAppdevKey:{KEY_SECRET}")))]),
-        ("key with whitespace", vec![("ABLY_API_KEY", Some(format!("{key} trailing")))]),
-        ("key with empty app id", vec![("ABLY_API_KEY", Some(format!(".devKey:{KEY_SECRET}")))]),
-        ("key and secret id", vec![("ABLY_API_KEY_SECRET_ID", Some("prod/ably".into()))]),
-        ("short caller secret", vec![("CALLER_HS256_SECRET", Some(SHORT_CALLER_SECRET.to_owned()))]),
-        ("caller secret and its id", vec![("CALLER_HS256_SECRET_ID", Some("prod/caller".into()))]),
-        ("key in ABLY_REST_URL", vec![("ABLY_REST_URL", Some(format!("https://{key}@rest.example")))]),
-        ("key in TOKEN_POLICY", vec![("TOKEN_POLICY_FILE", None), ("TOKEN_POLICY", Some(key.clone()))]),
+        (
+            "key without dot",
+            vec![("ABLY_API_KEY", Some(format!("devAppdevKey:{KEY_SECRET}")))],
+        ),
+        (
+            "key with whitespace",
+            vec![("ABLY_API_KEY", Some(format!("{key} trailing")))],
+        ),
+        (
+            "key with empty app id",
+            vec![("ABLY_API_KEY", Some(format!(".devKey:{KEY_SECRET}")))],
+        ),
+        (
+            "key and secret id",
+            vec![("ABLY_API_KEY_SECRET_ID", Some("prod/ably".into()))],
+        ),
+        (
+            "short caller secret",
+            vec![("CALLER_HS256_SECRET", Some(SHORT_CALLER_SECRET.to_owned()))],
+        ),
+        (
+            "caller secret and its id",
+            vec![("CALLER_HS256_SECRET_ID", Some("prod/caller".into()))],
+        ),
+        (
+            "key in ABLY_REST_URL",
+            vec![("ABLY_REST_URL", Some(format!("https://{key}@rest.example")))],
+        ),
+        (
+            "key in TOKEN_POLICY",
+            vec![("TOKEN_POLICY_FILE", None), ("TOKEN_POLICY", Some(key.clone()))],
+        ),
         ("bad flag", vec![("ABLY_KEY_REVOCABLE", Some("yes".into()))]),
-        ("policy TTL over the revocable maximum", vec![("TOKEN_POLICY_FILE", None), ("TOKEN_POLICY", Some(r#"{"ttlSeconds":7200,"capability":{"a":["subscribe"]}}"#.into()))]),
+        (
+            "policy TTL over the revocable maximum",
+            vec![
+                ("TOKEN_POLICY_FILE", None),
+                (
+                    "TOKEN_POLICY",
+                    Some(r#"{"ttlSeconds":7200,"capability":{"a":["subscribe"]}}"#.into()),
+                ),
+            ],
+        ),
     ]
 }
 
@@ -544,7 +737,10 @@ fn no_marker_secret_or_caller_token_appears_in_any_log_line_or_answer() {
     }
     let statuses: Vec<u16> = rec.outcomes.keys().map(|(_, s, _)| *s).collect();
     for expected in [200, 204, 400, 401, 403, 405, 413, 415, 500, 502, 503, 504] {
-        assert!(statuses.contains(&expected), "no request was answered {expected}: the test lost coverage");
+        assert!(
+            statuses.contains(&expected),
+            "no request was answered {expected}: the test lost coverage"
+        );
     }
     assert!(lines > rec.requests, "every request logs at least one line");
 }
@@ -586,7 +782,12 @@ async fn exercise() -> Record {
         ("Ably 503", Fault::status(503, 50300, "unavailable")),
         (
             "Ably 429",
-            Fault::Status { status: 429, code: 42910, message: "rate limit", retry_after: Some(7) },
+            Fault::Status {
+                status: 429,
+                code: 42910,
+                message: "rate limit",
+                retry_after: Some(7),
+            },
         ),
         ("Ably 40115", Fault::status(403, 40115, "account rate limit")),
         ("Ably 401 40101", Fault::status(401, 40101, "Invalid mac")),
@@ -600,7 +801,12 @@ async fn exercise() -> Record {
         for (what, fault) in &faults {
             fake.fail_always(fault.clone());
             let request = if route == Route::Revoke {
-                post(path_of(route), "application/json", r#"{"clientIds":["bob"]}"#, &[("authorization", &auth)])
+                post(
+                    path_of(route),
+                    "application/json",
+                    r#"{"clientIds":["bob"]}"#,
+                    &[("authorization", &auth)],
+                )
             } else {
                 get(path_of(route), "", &[("authorization", &auth)])
             };
@@ -611,12 +817,18 @@ async fn exercise() -> Record {
         let env = env(&fake, route, &[]);
         let config = Config::from_env(&lookup(env)).expect("config");
         let mut deps = Deps::from_config(config, route).expect("deps");
-        let client = shared::http_client::build_with(Duration::from_millis(300), Duration::from_millis(600)).expect("client");
+        let client =
+            shared::http_client::build_with(Duration::from_millis(300), Duration::from_millis(600)).expect("client");
         deps.ably = Some(Arc::new(shared::ably_rest::HttpAbly::new(client, &fake.url())));
         let hung = Service::new(route, deps);
         fake.fail_always(Fault::Hang);
         let request = if route == Route::Revoke {
-            post(path_of(route), "application/json", r#"{"clientIds":["bob"]}"#, &[("authorization", &auth)])
+            post(
+                path_of(route),
+                "application/json",
+                r#"{"clientIds":["bob"]}"#,
+                &[("authorization", &auth)],
+            )
         } else {
             get(path_of(route), "", &[("authorization", &auth)])
         };
@@ -629,7 +841,12 @@ async fn exercise() -> Record {
         fake.fail_always(Fault::status(503, 50300, "unavailable"));
         let auth = format!("Bearer {}", if route == Route::Revoke { admin() } else { alice() });
         let request = if route == Route::Revoke {
-            post(path_of(route), "application/json", r#"{"clientIds":["bob"]}"#, &[("authorization", &auth)])
+            post(
+                path_of(route),
+                "application/json",
+                r#"{"clientIds":["bob"]}"#,
+                &[("authorization", &auth)],
+            )
         } else {
             get(path_of(route), "", &[("authorization", &auth)])
         };
@@ -642,7 +859,12 @@ async fn exercise() -> Record {
         let service = service(&stranger, route, &[], &mut rec);
         let auth = format!("Bearer {}", if route == Route::Revoke { admin() } else { alice() });
         let request = if route == Route::Revoke {
-            post(path_of(route), "application/json", r#"{"clientIds":["bob"]}"#, &[("authorization", &auth)])
+            post(
+                path_of(route),
+                "application/json",
+                r#"{"clientIds":["bob"]}"#,
+                &[("authorization", &auth)],
+            )
         } else {
             get(path_of(route), "", &[("authorization", &auth)])
         };
@@ -662,7 +884,12 @@ async fn exercise() -> Record {
             let service = Service::new(route, deps);
             let auth = format!("Bearer {}", if route == Route::Revoke { admin() } else { alice() });
             let request = if route == Route::Revoke {
-                post(path_of(route), "application/json", r#"{"clientIds":["bob"]}"#, &[("authorization", &auth)])
+                post(
+                    path_of(route),
+                    "application/json",
+                    r#"{"clientIds":["bob"]}"#,
+                    &[("authorization", &auth)],
+                )
             } else {
                 get(path_of(route), "", &[("authorization", &auth)])
             };
@@ -673,13 +900,18 @@ async fn exercise() -> Record {
     // 4. Secrets Manager (the real cache, a fake reader) holding or refusing the secrets.
     for (what, answer) in secret_scenarios() {
         for route in ROUTES {
-            let caller_secret = if what == "raw key" { Ok(CALLER_SECRET.to_owned()) } else { Ok(SHORT_CALLER_SECRET.to_owned()) };
+            let caller_secret = if what == "raw key" {
+                Ok(CALLER_SECRET.to_owned())
+            } else {
+                Ok(SHORT_CALLER_SECRET.to_owned())
+            };
             let reader = FakeSecrets(HashMap::from([
                 ("prod/ably".to_owned(), answer.clone()),
                 ("prod/caller".to_owned(), caller_secret),
             ]));
             for caller_from_store in [false, true] {
-                let mut overrides: Vec<(&str, Option<&str>)> = vec![("ABLY_API_KEY", None), ("ABLY_API_KEY_SECRET_ID", Some("prod/ably"))];
+                let mut overrides: Vec<(&str, Option<&str>)> =
+                    vec![("ABLY_API_KEY", None), ("ABLY_API_KEY_SECRET_ID", Some("prod/ably"))];
                 if caller_from_store {
                     overrides.push(("CALLER_HS256_SECRET", None));
                     overrides.push(("CALLER_HS256_SECRET_ID", Some("prod/caller")));
@@ -696,11 +928,23 @@ async fn exercise() -> Record {
                 };
                 let auth = format!("Bearer {}", if route == Route::Revoke { admin() } else { alice() });
                 let request = if route == Route::Revoke {
-                    post(path_of(route), "application/json", r#"{"clientIds":["bob"]}"#, &[("authorization", &auth)])
+                    post(
+                        path_of(route),
+                        "application/json",
+                        r#"{"clientIds":["bob"]}"#,
+                        &[("authorization", &auth)],
+                    )
                 } else {
                     get(path_of(route), "", &[("authorization", &auth)])
                 };
-                let label = format!("secret {what}{}", if caller_from_store { ", caller secret in store" } else { "" });
+                let label = format!(
+                    "secret {what}{}",
+                    if caller_from_store {
+                        ", caller secret in store"
+                    } else {
+                        ""
+                    }
+                );
                 run(&service, route, &label, request, &mut rec).await;
             }
         }
@@ -724,7 +968,10 @@ async fn exercise() -> Record {
     rec.text("Debug of ApiKey", format!("{key:?} {key:#?}"));
     let secret = SecretString::new(CALLER_SECRET);
     rec.text("SecretString", format!("{secret:?} {secret}"));
-    let value = SecretValue { string: SecretString::new(marker_key()), version: None };
+    let value = SecretValue {
+        string: SecretString::new(marker_key()),
+        version: None,
+    };
     rec.text("Debug of SecretValue", format!("{value:?}"));
 
     rec

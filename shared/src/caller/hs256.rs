@@ -135,13 +135,18 @@ fn validation(issuer: Option<&str>, audiences: &[String]) -> Validation {
     validation
 }
 
-/// The secret cannot be read now (503), or is misconfigured (also answered 503 here, as
-/// [`CallerError`] has no 500 kind; the log line of the cache says what is wrong).
+/// The secret cannot be read now (503), or is misconfigured: missing, denied or
+/// unparseable (500, naming the secret id and what is wrong, never its content).
 fn unavailable(e: SecretError) -> CallerError {
-    if let SecretError::Misconfigured(why) = &e {
-        tracing::error!(error = %why, "the HS256 caller secret cannot be used");
+    match e {
+        SecretError::Misconfigured(why) => {
+            tracing::error!(error = %why, "the HS256 caller secret cannot be used");
+            CallerError::Misconfigured(why.into())
+        }
+        SecretError::Unavailable(_) => {
+            CallerError::Unavailable("the caller-verification secret (AWS Secrets Manager)".into())
+        }
     }
-    CallerError::Unavailable("the caller-verification secret (AWS Secrets Manager)".into())
 }
 
 impl CallerVerifier for Hs256Verifier {
@@ -264,14 +269,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn too_short_managed_secret_is_refused_without_verifying_anything() {
+    async fn too_short_managed_secret_is_500_without_verifying_anything() {
         let reader = FakeReader::with("short");
         let (v, _) = managed(reader);
         let verdict = v.verify_token(&token("short")).await;
-        assert!(
-            matches!(verdict, Verdict::Rejected(CallerError::Unavailable(_))),
-            "{verdict:?}"
-        );
+        let Verdict::Rejected(e) = verdict else {
+            panic!("{verdict:?}")
+        };
+        assert!(matches!(e, CallerError::Misconfigured(_)), "{e:?}");
+        let e = crate::error::IssueError::from(e);
+        assert_eq!((e.status(), e.code()), (500, 50000));
+        assert!(!e.to_string().contains("short"), "never the secret's content: {e}");
     }
 
     #[tokio::test]

@@ -68,6 +68,9 @@ pub enum CallerError {
     /// The verifier cannot decide now (e.g. JWKS unreachable at cold start): 503.
     #[error("{0} is unreachable")]
     Unavailable(Cow<'static, str>),
+    /// The verifier's own configuration is unusable (e.g. its secret is missing): 500.
+    #[error("{0}")]
+    Misconfigured(Cow<'static, str>),
 }
 
 impl From<CallerError> for IssueError {
@@ -78,6 +81,7 @@ impl From<CallerError> for IssueError {
                 what,
                 retry_after_seconds: 15,
             },
+            CallerError::Misconfigured(why) => IssueError::Misconfigured(why),
         }
     }
 }

@@ -1,0 +1,93 @@
+//! The development settings shipped in `dev/` start every function and behave as the
+//! README says: `dev/dev.env` for JWTs, `dev/token-routes.env` for the token routes.
+
+use base64::Engine;
+use integration_tests::*;
+use lambda_http::{Body, Request};
+use serde_json::{json, Value};
+use shared::{Route, Service};
+use std::collections::HashMap;
+
+const ROUTES: [Route; 4] = [Route::Jwt, Route::TokenRequest, Route::AblyToken, Route::Revoke];
+
+/// `KEY=value` lines of an env file; relative paths are resolved against the repository root.
+fn env_file(name: &str) -> HashMap<String, String> {
+    let text = std::fs::read_to_string(root().join(name)).expect("env file");
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            let v = if k == "TOKEN_POLICY_FILE" {
+                root().join(v).display().to_string()
+            } else {
+                v.to_owned()
+            };
+            (k.to_owned(), v)
+        })
+        .collect()
+}
+
+fn service(file: &str, route: Route) -> Service {
+    let env = env_file(file);
+    Service::from_env_with(route, &move |k: &str| env.get(k).cloned()).expect("dev settings start every function")
+}
+
+fn alice_get() -> Request {
+    let token = caller_token(
+        &json!({"sub":"alice","name":"Alice","org":"acme","exp": now_seconds() + 600}),
+        DEV_CALLER_SECRET,
+    );
+    lambda_http::http::Request::builder()
+        .uri("http://127.0.0.1:9000/auth/token-request")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::Empty)
+        .expect("request")
+}
+
+fn text(body: &Body) -> String {
+    match body {
+        Body::Text(t) => t.clone(),
+        _ => String::new(),
+    }
+}
+
+#[test]
+fn both_dev_env_files_start_every_function() {
+    for file in ["dev/dev.env", "dev/token-routes.env"] {
+        for route in ROUTES {
+            let _ = service(file, route);
+        }
+    }
+}
+
+#[tokio::test]
+async fn token_request_route_refuses_the_jwt_only_dev_policy_and_serves_the_token_routes_policy() {
+    let refused = service("dev/dev.env", Route::TokenRequest).handle(alice_get()).await;
+    assert_eq!(refused.status().as_u16(), 500);
+    let body: Value = serde_json::from_str(&text(refused.body())).expect("ErrorInfo");
+    assert_eq!(body["error"]["code"], 50000);
+    assert!(body["error"]["message"].as_str().unwrap_or("").contains("/auth/jwt"));
+
+    let answered = service("dev/token-routes.env", Route::TokenRequest)
+        .handle(alice_get())
+        .await;
+    assert_eq!(answered.status().as_u16(), 200, "{}", text(answered.body()));
+    let tr: Value = serde_json::from_str(&text(answered.body())).expect("TokenRequest JSON");
+    assert_eq!(tr["keyName"], DEV_KEY_NAME);
+    assert_eq!(tr["clientId"], "alice");
+    assert_eq!(tr["ttl"], 3_600_000);
+    // Recompute the MAC independently (aws-lc-rs directly, not the project's signing code).
+    let sign_text = format!(
+        "{}\n{}\n{}\n{}\n{}\n{}\n",
+        tr["keyName"].as_str().unwrap_or(""),
+        tr["ttl"],
+        tr["capability"].as_str().unwrap_or(""),
+        tr["clientId"].as_str().unwrap_or(""),
+        tr["timestamp"],
+        tr["nonce"].as_str().unwrap_or("")
+    );
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, DEV_KEY_SECRET.as_bytes());
+    let mac = base64::engine::general_purpose::STANDARD.encode(aws_lc_rs::hmac::sign(&key, sign_text.as_bytes()));
+    assert_eq!(tr["mac"], mac);
+}
