@@ -35,6 +35,9 @@ PAIRS = [
     ("Ably JWT, HS256 (jsonwebtoken, secret as string)", "compare_jwt_mint", "jwt_sign"),
     ("Ably JWT, HS256 (jsonwebtoken, secret as KeyObject)", "compare_jwt_mint", "jwt_sign_keyobject"),
     ("TokenRequest (ably createTokenRequest + JSON)", "compare_token_request", "create_token_request"),
+    # Not a user operation: the HMAC-SHA256 alone, native on both sides (the floor).
+    ("floor: HMAC-SHA256 of the JWT signing input", "compare_hmac_floor_jwt", "hmac_floor_jwt"),
+    ("floor: HMAC-SHA256 of the TokenRequest signText", "compare_hmac_floor_token_request", "hmac_floor_token_request"),
 ]
 
 
@@ -127,7 +130,7 @@ def main(argv: list[str]) -> int:
           f"one CPU ({cpu if cpu is not None else 'not pinned'}); load average before: Rust {load['rust']}, "
           f"Node {load['node']}")
     print("\n".join(md))
-    worst = min(r["speedup"] for r in rows)
+    worst = min(r["speedup"] for r in rows if not r["operation"].startswith("floor"))
     print(f"\nlowest speed-up {worst:.0f}× (target ≥ 20× per core): {'ok' if worst >= 20 else 'MISSED'}")
     return 0
 

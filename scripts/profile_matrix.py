@@ -93,6 +93,39 @@ def run_variant(name: str, package: str, work: Path, bench: bool) -> dict:
     return result
 
 
+def bench_executables(deps: Path) -> list[Path]:
+    """The newest engine / token_request / routes bench executables in a deps directory."""
+    found = []
+    for name in ("engine", "token_request", "routes"):
+        candidates = [p for p in deps.glob(f"{name}-*") if p.is_file() and os.access(p, os.X_OK) and not p.suffix]
+        if not candidates:
+            raise SystemExit(f"no {name} bench executable in {deps}: build the variant with --bench first")
+        found.append(max(candidates, key=lambda p: p.stat().st_mtime))
+    return found
+
+
+def interleaved(dirs: dict[str, Path], rounds: int) -> dict[str, dict[str, float]]:
+    """Run the variants' bench executables in turn, `rounds` times; median per bench and variant.
+
+    On a shared machine the load changes from minute to minute: alternating the variants
+    exposes them to the same conditions, which a one-after-the-other comparison does not."""
+    import re
+    import statistics
+    pattern = re.compile(r"^(\S+)\s*\n?\s*time:\s+\[\S+ \S+ (\S+) (\S+) \S+ \S+\]", re.M)
+    unit = {"ns": 1.0, "µs": 1e3, "us": 1e3, "ms": 1e6}
+    samples: dict[str, dict[str, list[float]]] = {v: {} for v in dirs}
+    for r in range(rounds):
+        for variant, deps in dirs.items():
+            for exe in bench_executables(deps):
+                out = subprocess.run([str(exe), "--bench", BENCH_FILTER, "--warm-up-time", "1", "--measurement-time", "3",
+                                      "--noplot"], capture_output=True, text=True, check=True,
+                                     env=dict(os.environ, CRITERION_HOME=str(Path("/tmp") / "criterion-interleaved" / variant)))
+                for name, value, u in pattern.findall(out.stdout):
+                    samples[variant].setdefault(name, []).append(float(value) * unit[u])
+            print(f"round {r + 1}/{rounds}: {variant} done (load {probe.loadavg()})", flush=True)
+    return {v: {k: statistics.median(x) for k, x in b.items()} for v, b in samples.items()}
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--variants", default="current,abort,s-abort,z-abort,thin-abort")
@@ -100,7 +133,22 @@ def main(argv: list[str]) -> int:
     p.add_argument("--work", type=Path, default=Path("/tmp/profile-matrix"))
     p.add_argument("--bench", action="store_true", help="also run the hot benchmarks per variant")
     p.add_argument("--list", action="store_true")
+    p.add_argument("--interleave", default=None, metavar="VARIANT[=DEPS_DIR],...",
+                   help="only run the already-built bench executables of these variants in turn (A B C A B C ...)")
+    p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args(argv)
+    if args.interleave:
+        dirs = {}
+        for item in args.interleave.split(","):
+            name, _, path = item.partition("=")
+            dirs[name] = Path(path) if path else args.work / name / "release" / "deps"
+        medians = interleaved(dirs, args.rounds)
+        (args.work / "interleaved.json").write_text(json.dumps(medians, indent=2) + "\n")
+        names = sorted({k for m in medians.values() for k in m})
+        print("bench".ljust(34) + "".join(v.rjust(16) for v in medians))
+        for n in names:
+            print(n.ljust(34) + "".join(f"{medians[v].get(n, float('nan')) / 1000:13.2f} µs" for v in medians))
+        return 0
     if args.list:
         for name, o in VARIANTS.items():
             print(f"{name:18} {json.dumps(dict(BASE, **o))}")

@@ -27,7 +27,7 @@ import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 import dns from 'node:dns';
 import assert from 'node:assert/strict';
-import { createSecretKey } from 'node:crypto';
+import { createHmac, createSecretKey } from 'node:crypto';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const require = createRequire(resolve(root, 'tests/e2e/package.json'));
@@ -101,6 +101,15 @@ const createTokenRequest = async () => JSON.stringify(await rest.auth.createToke
   assert.ok(fresh.nonce && fresh.nonce !== fixture.fixedNonce, 'a fresh nonce per request, like Rust');
 }
 
+// The floor: the HMAC-SHA256 alone over the same bytes, with Node's native crypto.
+const signingInput = fixture.jwt.slice(0, fixture.jwt.lastIndexOf('.'));
+const hmacFloorJwt = () => createHmac('sha256', secretKey).update(signingInput).digest('base64url');
+const t = fixture.tokenRequest;
+const signText = `${t.keyName}\n${t.ttl}\n${t.capability}\n${t.clientId}\n${t.timestamp}\n${t.nonce}\n`;
+const hmacFloorTokenRequest = () => createHmac('sha256', secretKey).update(signText).digest('base64');
+assert.equal(hmacFloorJwt(), fixture.jwt.slice(fixture.jwt.lastIndexOf('.') + 1), 'the floor computes the JWT signature');
+assert.equal(hmacFloorTokenRequest(), t.mac, 'the floor computes the TokenRequest MAC');
+
 // ---- measurement
 const now = () => process.hrtime.bigint();
 
@@ -132,6 +141,8 @@ const results = [
   await measure('jwt_sign', signJwt, false),
   await measure('jwt_sign_keyobject', signJwtKeyObject, false),
   await measure('create_token_request', createTokenRequest, true),
+  await measure('hmac_floor_jwt', hmacFloorJwt, false),
+  await measure('hmac_floor_token_request', hmacFloorTokenRequest, false),
 ];
 assert.deepEqual(blocked, [], 'no network use');
 

@@ -1636,8 +1636,13 @@ fn build_request(spec: &RequestSpec) -> Option<(Request, Option<String>)> {
 fn check_answer(route: Route, response: &Response<Body>, token: Option<&str>) {
     let status = response.status().as_u16();
     let body = body_text(response);
+    // The one 5xx a request can cause without a fault: the dev policy copies the caller's
+    // `sub` and `name` claims into the JWT, and long enough claims push it over Ably's
+    // 8 KiB JWT limit. That limit is the policy's (the answer tells the operator to narrow
+    // it or use /auth/token), so it is a configured refusal, allowed here and nowhere else.
+    let too_large = route == Route::Jwt && status == 500 && body.contains("the token would be");
     assert!(
-        status < 500,
+        status < 500 || too_large,
         "{route:?} answered {status} (no fault is configured): {body}"
     );
     check_no_secrets("an answer body", &body);

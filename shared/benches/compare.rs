@@ -120,6 +120,27 @@ fn compare(c: &mut Criterion) {
     c.bench_function("compare_token_request", |b| {
         b.iter(|| token_request_json(black_box(&key), None))
     });
+    // The floor under both sides: the HMAC-SHA256 alone over the same bytes (the JWT's
+    // signing input; the TokenRequest's signText), with the key already set up. Node's
+    // `crypto` and AWS-LC both run it natively; a ratio cannot exceed Node's time / this.
+    let token = jwt::mint(&key, &claims).unwrap_or_default();
+    let signing_input = token.rsplit_once('.').map_or("", |(input, _)| input).to_owned();
+    c.bench_function("compare_hmac_floor_jwt", |b| {
+        b.iter(|| key.sign(black_box(signing_input.as_bytes())))
+    });
+    let sign_text = token_request::sign_text(
+        key.name(),
+        &Unsigned {
+            ttl_ms: Some(TTL_MS),
+            capability: Some(CANONICAL_CAPABILITY),
+            client_id: Some("alice"),
+            timestamp_ms: TIMESTAMP_MS,
+            nonce: "0123456789abcdef",
+        },
+    );
+    c.bench_function("compare_hmac_floor_token_request", |b| {
+        b.iter(|| key.sign(black_box(sign_text.as_bytes())))
+    });
 }
 
 criterion_group!(benches, compare);
