@@ -8,7 +8,8 @@ and `make invoke`, derived from dev/dev.env and dev/policy.json (the settings of
   identity (these events stand for what API Gateway's authorizer would send; in a
   deployment the template turns the trust flag on only together with the authorizer).
 - The TokenRequest and Ably Token functions get the dev policy without channelClaims and
-  rateLimits, which only Ably JWTs can carry; the revocation function a revocable key.
+  rateLimits, which only Ably JWTs can carry (dev/policy-token-routes.json); the revocation
+  function a revocable key.
 
 The empty values unset what template.yaml sets for the cloud (Secrets Manager ids, ...).
 Run: python3 scripts/make-env-json.py
@@ -51,8 +52,14 @@ def compact(value) -> str:
 
 def env_json() -> dict:
     dev = read_env_file(ROOT / "dev" / "dev.env")
+    routes_env_file = ROOT / "dev" / "token-routes.env"
+    token_routes_env = read_env_file(routes_env_file) if routes_env_file.is_file() else {}
     policy = json.loads((ROOT / "dev" / "policy.json").read_text(encoding="utf-8"))
-    token_routes_policy = {"TOKEN_POLICY": compact(without_jwt_only_fields(policy))}
+    # dev/policy-token-routes.json (make dev DEV_ENV=dev/token-routes.env) when present.
+    routes_file = ROOT / "dev" / "policy-token-routes.json"
+    routes_policy = (json.loads(routes_file.read_text(encoding="utf-8")) if routes_file.is_file()
+                     else without_jwt_only_fields(policy))
+    token_routes_policy = {"TOKEN_POLICY": compact(routes_policy)}
     return {
         "Parameters": {
             "ABLY_API_KEY": dev["ABLY_API_KEY"],
@@ -67,7 +74,10 @@ def env_json() -> dict:
             "TOKEN_POLICY": compact(policy),
             "ABLY_KEY_REVOCABLE": "false",
             "ABLY_QUERY_TIME": "false",
-            "ABLY_REST_URL": "",
+            # As dev/token-routes.env: a closed loopback port, so /auth/token and /auth/revoke
+            # answer 503 instead of sending the (fake) dev key to Ably. Point it at a real
+            # Ably (with a real key) or a fake: scripts/invoke.py ... --set ABLY_REST_URL=...
+            "ABLY_REST_URL": token_routes_env.get("ABLY_REST_URL", ""),
             "CORS_ALLOWED_ORIGINS": dev["CORS_ALLOWED_ORIGINS"],
             "RUST_LOG": "info",
         },

@@ -797,7 +797,12 @@ fn env_json_matches_the_dev_settings() {
         inline, dev_policy,
         "env.json TOKEN_POLICY differs from dev/policy.json: run scripts/make-env-json.py"
     );
-    // The TokenRequest / Ably Token functions: the same policy without the JWT-only fields.
+    // The TokenRequest / Ably Token functions: the same policy without the JWT-only fields
+    // (dev/policy-token-routes.json, the policy of `make dev DEV_ENV=dev/token-routes.env`).
+    let routes_file = workspace().join("dev/policy-token-routes.json");
+    let routes_policy: Option<Value> = std::fs::read_to_string(&routes_file)
+        .ok()
+        .map(|t| serde_json::from_str(&t).expect("dev/policy-token-routes.json is JSON"));
     for logical_id in ["IssueTokenRequestFunction", "IssueAblyTokenFunction"] {
         let policy: Value =
             serde_json::from_str(doc[logical_id]["TOKEN_POLICY"].as_str().expect("TOKEN_POLICY")).expect("JSON");
@@ -808,6 +813,12 @@ fn env_json_matches_the_dev_settings() {
         );
         assert_eq!(policy["capability"], dev_policy["capability"], "{logical_id}");
         assert_eq!(policy["clientId"], dev_policy["clientId"], "{logical_id}");
+        if let Some(expected) = &routes_policy {
+            assert_eq!(
+                &policy, expected,
+                "{logical_id}: differs from dev/policy-token-routes.json"
+            );
+        }
     }
     // Every variable env.json sets is declared by the template (SAM ignores the others).
     let template = std::fs::read_to_string(workspace().join("template.yaml")).expect("template.yaml");
