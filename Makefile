@@ -63,7 +63,7 @@ dev-token: tools-py ## print a dev caller token: make dev-token SUB=alice [ROLES
 # ---------------------------------------------------------------- checks and tests
 # `make test` runs each step below in order; add a step by appending a target to TEST_STEPS.
 
-TEST_STEPS := fmt-check clippy test-unit fuzz-regressions test-e2e lint-template test-emulator browser-test
+TEST_STEPS := fmt-check clippy test-unit fuzz-regressions test-e2e lint-template test-emulator perf-smoke browser-test
 
 .PHONY: test check fmt-check clippy test-unit test-e2e fmt
 test: ## everything CI runs: fmt, clippy, unit + integration tests, end-to-end tests
@@ -152,10 +152,10 @@ demo: tools-npm ## serve the browser demo on http://127.0.0.1:$(DEMO_PORT) (run 
 # ---------------------------------------------------------------- performance (docs/PERFORMANCE.md, docs/CAPACITY.md)
 # Measurements, not tests: none of these is part of `make test`.
 
-SOAK_FN ?= issue-jwt
+SOAK_FN ?= issue-jwt issue-ably-token
 SOAK_N ?= 100000
 
-.PHONY: bench bench-compare coldstart soak
+.PHONY: bench bench-compare coldstart soak perf-smoke capacity
 
 bench: ## criterion benchmarks of the engine and every route in process, then a table of medians
 	@start=$$(date +%s); cargo bench -p shared; python3 scripts/bench_summary.py --since $$start
@@ -167,7 +167,17 @@ coldstart: release tools-py ## each release binary cold-started 20 times under t
 	$(PYTHON) scripts/coldstart.py --runs 20
 
 soak: release tools-py ## 100,000 invocations in one emulator container, RSS sampled: memory must stay flat
-	$(PYTHON) scripts/soak.py --function $(SOAK_FN) --invocations $(SOAK_N)
+	@for fn in $(SOAK_FN); do $(PYTHON) scripts/soak.py --function $$fn --invocations $(SOAK_N) || exit 1; done
+
+capacity: ## docs/CAPACITY.md's tables: cost and first limit per route at 100 / 10k / 1M req/s
+	python3 scripts/capacity.py
+
+# The perf scripts on a few invocations, in `make test`, so that they keep working; the
+# figures come from the full runs above (docs/PERFORMANCE.md).
+perf-smoke: release tools-py ## coldstart, soak and capacity scripts on a few invocations each
+	$(PYTHON) scripts/coldstart.py --runs 2 --warm 5 --json target/perf-smoke/coldstart.json
+	$(PYTHON) scripts/soak.py --function issue-ably-token --invocations 3000 --every 500 --warmup 1000 --json target/perf-smoke/soak.json
+	python3 scripts/capacity.py > target/perf-smoke/capacity.md
 
 # ---------------------------------------------------------------- fuzzing (docs/SECURITY.md, "Adversarial testing")
 # fuzz/ is its own cargo workspace (instrumented build in fuzz/target). cargo-fuzz is installed

@@ -11,6 +11,12 @@ and `benchmark.json` next to it (the benchmark's full id).
     scripts/bench_summary.py --json out.json      # also write {id: median_ns} for other scripts
     scripts/bench_summary.py --markdown           # a Markdown table (docs/PERFORMANCE.md)
 
+Every bench binary of ours (engine, token_request, routes, caller) also measures
+`baseline/<binary>` — HMAC-SHA256 of 256 bytes with AWS-LC, in the same process (see
+shared/benches/common) — and the table gives each median as a ratio to the baseline of the
+process that measured it: a machine-independent figure (the baseline is native code that no
+compiler setting changes).
+
 Exit status 0 even when a target is missed: the table says so (benchmarks measure, tests
 decide; see docs/PERFORMANCE.md for the explanation of any miss).
 """
@@ -34,6 +40,38 @@ TARGETS: dict[str, tuple[float, str]] = {
     "issue_jwt_full_request_rs256_caller": (60_000, "RS256 request <= 60 us"),
     "route_issue_jwt_rs256": (60_000, "RS256 request <= 60 us"),
 }
+
+
+# Benchmark id (exact, or prefix ending in "_") -> the bench binary that measures it.
+BINARY_OF: list[tuple[str, str]] = [
+    ("issue_jwt_full_request_hs256_caller", "engine"),
+    ("issue_jwt_full_request_", "caller"),
+    ("jwt_mint", "engine"),
+    ("capability_", "engine"),
+    ("policy_", "engine"),
+    ("token_request_sign", "token_request"),
+    ("route_", "routes"),
+    ("caller_", "caller"),
+    ("rsa2048_", "caller"),
+]
+
+
+def binary_of(bench_id: str) -> str | None:
+    for key, binary in BINARY_OF:
+        if bench_id == key or (key.endswith("_") and bench_id.startswith(key)):
+            return binary
+    return None
+
+
+def ratio(results: dict[str, dict], bench_id: str) -> str:
+    """The median as a multiple of the same process's baseline, or "-"."""
+    if bench_id.startswith("baseline/"):
+        return "1"
+    base = results.get(f"baseline/{binary_of(bench_id)}")
+    if not base or not base["median"]:
+        return "-"
+    r = results[bench_id]["median"] / base["median"]
+    return f"{r:.1f}" if r < 100 else f"{r:,.0f}"
 
 
 def target_dir() -> Path:
@@ -85,7 +123,8 @@ def rows(results: dict[str, dict]) -> list[list[str]]:
         if bench_id in TARGETS:
             limit, what = TARGETS[bench_id]
             verdict = f"{'ok' if r['median'] <= limit else 'MISSED'} ({what})"
-        out.append([bench_id, human(r["median"]), f"{human(r['low'])} – {human(r['high'])}", verdict])
+        out.append([bench_id, human(r["median"]), f"{human(r['low'])} – {human(r['high'])}", ratio(results, bench_id),
+                    verdict])
     return out
 
 
@@ -106,11 +145,11 @@ def main(argv: list[str]) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({k: v["median"] for k, v in sorted(results.items())}, indent=2) + "\n")
 
-    header = ["benchmark", "median", "95% CI of the median", "target"]
+    header = ["benchmark", "median", "95% CI of the median", "× baseline", "target"]
     table = rows(results)
     if args.markdown:
         print("| " + " | ".join(header) + " |")
-        print("|" + "|".join(["---", "---:", "---", "---"]) + "|")
+        print("|" + "|".join(["---", "---:", "---", "---:", "---"]) + "|")
         for r in table:
             print("| " + " | ".join(f"`{r[0]}`" if i == 0 else c for i, c in enumerate(r)) + " |")
         return 0
@@ -119,8 +158,8 @@ def main(argv: list[str]) -> int:
     print(line)
     print("-" * len(line))
     for r in table:
-        print("  ".join((c.rjust(w) if i in (1,) else c.ljust(w)) for i, (c, w) in enumerate(zip(r, widths))))
-    missed = [r[0] for r in table if "MISSED" in r[3]]
+        print("  ".join((c.rjust(w) if i in (1, 3) else c.ljust(w)) for i, (c, w) in enumerate(zip(r, widths))))
+    missed = [r[0] for r in table if "MISSED" in r[4]]
     if missed:
         print(f"\ntargets missed: {', '.join(missed)} (see docs/PERFORMANCE.md)")
     return 0

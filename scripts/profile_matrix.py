@@ -50,10 +50,21 @@ VARIANTS: dict[str, dict[str, str]] = {
     # Size-optimised, except the crates on the request path (ours, the crypto, JSON, base64).
     "s-abort-hot3": {"opt-level": '"s"', "panic": '"abort"', **{f"package.{c}.opt-level": "3" for c in (
         "shared", "aws-lc-rs", "aws-lc-sys", "jsonwebtoken", "serde_json", "base64", "issue-jwt")}},
+    # The smallest, with AWS-LC's C code (RSA, ECDSA, SHA, HMAC) still compiled at -O3: the C objects
+    # are linked as they are (no cross-language LTO), so their optimisation is the package's own.
+    "z-abort-lc3": {"opt-level": '"z"', "panic": '"abort"', "package.aws-lc-sys.opt-level": "3"},
+    "z-abort-lc2": {"opt-level": '"z"', "panic": '"abort"', "package.aws-lc-sys.opt-level": "2"},
+    "z-abort-lcs": {"opt-level": '"z"', "panic": '"abort"', "package.aws-lc-sys.opt-level": '"s"'},
+    # The smallest, except the Rust crates on the request path (ours, JSON, base64, the aws-lc-rs
+    # wrapper): what a JWT mint or a TokenRequest spends outside AWS-LC's C code.
+    "z-abort-hot3": {"opt-level": '"z"', "panic": '"abort"', **{f"package.{c}.opt-level": "3" for c in (
+        "shared", "serde_json", "base64", "aws-lc-rs", "jsonwebtoken", "issue-jwt")}},
     # For reading the binary's composition (nm): the same code as z-abort, symbols kept.
     "z-abort-symbols": {"opt-level": '"z"', "panic": '"abort"', "strip": '"none"'},
 }
-BENCH_FILTER = "^(jwt_mint|token_request_sign|route_issue_jwt_hs256|route_issue_jwt_rs256|route_issue_token_request_hs256)$"
+BENCH_FILTER = ("^(jwt_mint|token_request_sign|route_issue_jwt_hs256|route_issue_jwt_rs256|route_issue_token_request_hs256"
+                "|caller_verify_rs256_warm_jwks|caller_verify_es256_warm_jwks)$")
+BENCHES = ("engine", "token_request", "routes", "caller")
 
 
 def config_args(overrides: dict[str, str]) -> list[str]:
@@ -84,9 +95,9 @@ def run_variant(name: str, package: str, work: Path, bench: bool) -> dict:
     result["zip_bytes"] = probe.zip_size(binary, work)
     if bench:
         started = time.time()
-        subprocess.run(["cargo", "bench", "--locked", "-p", "shared", "--bench", "engine", "--bench", "token_request",
-                        "--bench", "routes", *cfg, "--", BENCH_FILTER, "--warm-up-time", "1", "--measurement-time", "3"],
-                       cwd=ROOT, env=env, check=True)
+        benches = [x for b in BENCHES for x in ("--bench", b)]
+        subprocess.run(["cargo", "bench", "--locked", "-p", "shared", *benches, *cfg, "--", BENCH_FILTER,
+                        "--warm-up-time", "1", "--measurement-time", "3"], cwd=ROOT, env=env, check=True)
         medians = bench_summary.collect(target / "criterion", started)
         result["bench_median_ns"] = {k: round(v["median"], 1) for k, v in sorted(medians.items())}
     result["load_after"] = probe.loadavg()
@@ -96,7 +107,7 @@ def run_variant(name: str, package: str, work: Path, bench: bool) -> dict:
 def bench_executables(deps: Path) -> list[Path]:
     """The newest engine / token_request / routes bench executables in a deps directory."""
     found = []
-    for name in ("engine", "token_request", "routes"):
+    for name in BENCHES:
         candidates = [p for p in deps.glob(f"{name}-*") if p.is_file() and os.access(p, os.X_OK) and not p.suffix]
         if not candidates:
             raise SystemExit(f"no {name} bench executable in {deps}: build the variant with --bench first")

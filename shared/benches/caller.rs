@@ -3,6 +3,8 @@
 //! in-memory fetcher, so only the per-request work is measured (the fetch happens once per
 //! container and is not on this path). `make bench` runs these.
 
+mod common;
+
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
@@ -196,5 +198,10 @@ fn rsa_primitive(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, verify_only, full_request, rsa_primitive);
+/// The HMAC baseline of this process (`benches/common`): `make bench` states ratios to it.
+fn baseline(c: &mut Criterion) {
+    common::baseline(c, "caller");
+}
+
+criterion_group!(benches, baseline, verify_only, full_request, rsa_primitive);
 criterion_main!(benches);

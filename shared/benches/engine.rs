@@ -1,6 +1,8 @@
 //! The token engine in process: minting, capability algebra, policy evaluation, and one
 //! full `issue-jwt` request with an HS256 caller. `make bench` runs these.
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use lambda_http::{Body, Request};
 use shared::caller::{Caller, Claims};
@@ -105,5 +107,17 @@ fn full_request(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, mint, capability_intersection, policy_evaluation, full_request);
+/// The HMAC baseline of this process (`benches/common`): `make bench` states ratios to it.
+fn baseline(c: &mut Criterion) {
+    common::baseline(c, "engine");
+}
+
+criterion_group!(
+    benches,
+    baseline,
+    mint,
+    capability_intersection,
+    policy_evaluation,
+    full_request
+);
 criterion_main!(benches);

@@ -12,6 +12,8 @@
 //!
 //! `make bench` runs these with the other benches and prints the medians.
 
+mod common;
+
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::{KeyPair as _, RsaPublicKeyComponents};
@@ -243,7 +245,7 @@ fn sink_subscriber() -> impl tracing::Subscriber + Send + Sync {
         .with_span_list(false)
         .with_target(false)
         .with_env_filter(EnvFilter::new(
-            "info,lambda_runtime=warn,lambda_http=warn,aws_config=warn,aws_smithy_runtime=warn,hyper=warn",
+            "info,lambda_runtime=warn,lambda_http=warn,aws_smithy_runtime=warn,hyper=warn",
         ))
         .with_writer(std::io::sink)
         .finish()
@@ -292,5 +294,10 @@ fn routes(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, routes);
+/// The HMAC baseline of this process (`benches/common`): `make bench` states ratios to it.
+fn baseline(c: &mut Criterion) {
+    common::baseline(c, "routes");
+}
+
+criterion_group!(benches, baseline, routes);
 criterion_main!(benches);

@@ -89,8 +89,9 @@ const COLD_RUNS: usize = 21;
 fn cold_once() {
     let (runtime, endpoint) = runtime_with_store();
     let settings = settings(&endpoint);
+    let _runtime_context = runtime.enter();
     let started = Instant::now();
-    let reader = runtime.block_on(AwsSecretReader::new(settings)).unwrap();
+    let reader = AwsSecretReader::new(settings).unwrap();
     let built = started.elapsed();
     runtime.block_on(reader.read("prod/ably")).unwrap();
     let read = started.elapsed();
@@ -125,19 +126,20 @@ fn client(c: &mut Criterion) {
     let (runtime, endpoint) = runtime_with_store();
     let settings = settings(&endpoint);
     // Sanity: the canned store answers through the real client.
-    let reader = runtime.block_on(AwsSecretReader::new(settings.clone())).unwrap();
+    let _runtime_context = runtime.enter();
+    let reader = AwsSecretReader::new(settings.clone()).unwrap();
     let value = runtime.block_on(reader.read("prod/ably")).unwrap();
     assert_eq!(value.string.expose(), "app.key:bench-secret");
 
     let mut group = c.benchmark_group("secrets_client");
     group.sample_size(50);
     group.bench_function("secrets_client_build", |b| {
-        b.iter(|| black_box(runtime.block_on(AwsSecretReader::new(settings.clone())).unwrap()))
+        b.iter(|| black_box(AwsSecretReader::new(settings.clone()).unwrap()))
     });
     group.bench_function("secrets_client_build_and_first_read", |b| {
         b.iter(|| {
             runtime.block_on(async {
-                let reader = AwsSecretReader::new(settings.clone()).await.unwrap();
+                let reader = AwsSecretReader::new(settings.clone()).unwrap();
                 black_box(reader.read("prod/ably").await.unwrap())
             })
         })

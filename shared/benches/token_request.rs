@@ -2,6 +2,8 @@
 //! base64) — the work of the `issue-token-request` route after policy evaluation, and the
 //! part `issue-ably-token` does before calling Ably. Target: ≤ 5 µs median.
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use shared::key::ApiKey;
 use shared::token_request::{self, Unsigned};
@@ -32,5 +34,10 @@ fn sign(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, sign);
+/// The HMAC baseline of this process (`benches/common`): `make bench` states ratios to it.
+fn baseline(c: &mut Criterion) {
+    common::baseline(c, "token_request");
+}
+
+criterion_group!(benches, baseline, sign);
 criterion_main!(benches);

@@ -5,8 +5,7 @@ use tracing_subscriber::EnvFilter;
 
 /// The filter used when `RUST_LOG` is unset: `info`, with the Lambda runtime's and the AWS
 /// SDK's own chatter at `warn`.
-pub const DEFAULT_FILTER: &str =
-    "info,lambda_runtime=warn,lambda_http=warn,aws_config=warn,aws_smithy_runtime=warn,hyper=warn";
+pub const DEFAULT_FILTER: &str = "info,lambda_runtime=warn,lambda_http=warn,aws_smithy_runtime=warn,hyper=warn";
 
 /// Install the JSON subscriber. Level from `RUST_LOG` (default [`DEFAULT_FILTER`]).
 pub fn init() {

@@ -139,7 +139,7 @@ impl Service {
         }
         let reader = match secrets {
             Some(reader) => reader,
-            None => Arc::new(AwsSecretReader::new(AwsSettings::from_env(env)?).await?),
+            None => Arc::new(AwsSecretReader::new(AwsSettings::from_env(env)?)?),
         };
         let store = SecretStore::new(reader, config.secret_cache);
         let deps = Deps::from_config_with_secrets(config, route, Some(&store))?;

@@ -447,6 +447,10 @@ async fn key_in_both_places_or_nowhere_refuses_to_start() {
             vec![("SECRET_CACHE_TTL_SECONDS", Some("0"))],
             "SECRET_CACHE_TTL_SECONDS",
         ),
+        // The client is configured from the environment alone (no profile files or IMDS):
+        // without a region or credentials it would fail every read, so it does not start.
+        (vec![("AWS_REGION", None)], "AWS_REGION"),
+        (vec![("AWS_SECRET_ACCESS_KEY", None)], "AWS_ACCESS_KEY_ID"),
     ];
     for (overrides, needle) in cases {
         let env = env("http://127.0.0.1:9", &overrides);
