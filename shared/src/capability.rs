@@ -720,7 +720,7 @@ impl Capability {
             if i > 0 {
                 out.push(',');
             }
-            write_json_string(&mut out, resource);
+            crate::json::push_string(&mut out, resource);
             out.push_str(":[");
             for (j, name) in ops.names().enumerate() {
                 if j > 0 {
@@ -824,38 +824,6 @@ impl FromStr for Capability {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Capability::parse(s)
     }
-}
-
-/// Appends `s` as a JSON string literal, escaping exactly as `serde_json` does.
-fn write_json_string(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push('"');
-    let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let short = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
-        // `b` is ASCII, so `i` is a char boundary.
-        out.push_str(&s[start..i]);
-        if short.is_empty() {
-            out.push_str("\\u00");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        } else {
-            out.push_str(short);
-        }
-        start = i + 1;
-    }
-    out.push_str(&s[start..]);
-    out.push('"');
 }
 
 // ---------------------------------------------------------------------------
@@ -1235,11 +1203,6 @@ mod tests {
             assert_eq!(c.to_canonical_string(), expected);
             assert_eq!(cap(&expected), c);
         }
-        // Control characters never reach a Capability, but the writer handles them.
-        let mut out = String::new();
-        let weird = "\u{0}\u{1}\u{8}\u{c}\n\r\t\u{1f}\u{7f}x";
-        write_json_string(&mut out, weird);
-        assert_eq!(out, serde_json::to_string(weird).unwrap());
     }
 
     #[test]

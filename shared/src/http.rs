@@ -168,7 +168,7 @@ pub fn error_body(e: &IssueError) -> String {
     let message = e.to_string();
     let mut body = String::with_capacity(96 + message.len());
     body.push_str(r#"{"error":{"message":"#);
-    crate::jwt::push_json_string(&mut body, &message);
+    crate::json::push_string(&mut body, &message);
     let _ = write!(
         body,
         r#","code":{code},"statusCode":{status},"href":"https://help.ably.io/error/{code}"}}}}"#,

@@ -4,6 +4,7 @@
 //! byte-for-byte predictable (the spec's worked example is reproduced in a test) and cheap.
 
 use crate::grant::Grant;
+use crate::json;
 use crate::key::ApiKey;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -53,7 +54,7 @@ impl<'a> JwtClaims<'a> {
 pub fn mint(key: &ApiKey, claims: &JwtClaims<'_>) -> Result<String, JwtError> {
     let mut header = String::with_capacity(48 + key.name().len());
     header.push_str(r#"{"typ":"JWT","alg":"HS256","kid":"#);
-    push_json_string(&mut header, key.name());
+    json::push_string(&mut header, key.name());
     header.push('}');
 
     let payload = payload_json(claims);
@@ -83,20 +84,20 @@ pub fn payload_json(claims: &JwtClaims<'_>) -> String {
         r#"{{"iat":{},"exp":{},"x-ably-capability":"#,
         claims.issued_at_seconds, claims.expires_at_seconds
     );
-    push_json_string(&mut p, claims.capability);
+    json::push_string(&mut p, claims.capability);
     if let Some(client_id) = claims.client_id {
         p.push_str(r#","x-ably-clientId":"#);
-        push_json_string(&mut p, client_id);
+        json::push_string(&mut p, client_id);
     }
     if let Some(revocation_key) = claims.revocation_key {
         p.push_str(r#","x-ably-revocation-key":"#);
-        push_json_string(&mut p, revocation_key);
+        json::push_string(&mut p, revocation_key);
     }
     for (resource, value) in claims.channel_claims {
         p.push(',');
         push_json_string_prefixed(&mut p, "ably.channel.", resource);
         p.push(':');
-        push_json_string(&mut p, value);
+        json::push_string(&mut p, value);
     }
     for (resource, rate) in claims.rate_limits {
         p.push(',');
@@ -112,45 +113,11 @@ fn b64_len(n: usize) -> usize {
     (n * 4).div_ceil(3)
 }
 
-/// Append `s` as a JSON string literal, escaped exactly as `serde_json` does.
-pub fn push_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    push_json_escaped(out, s);
-    out.push('"');
-}
-
 fn push_json_string_prefixed(out: &mut String, prefix: &str, s: &str) {
     out.push('"');
     out.push_str(prefix);
-    push_json_escaped(out, s);
+    json::push_escaped(out, s);
     out.push('"');
-}
-
-/// Append the JSON-escaped body of a string (without quotes), as `serde_json` escapes it.
-pub fn push_json_escaped(out: &mut String, s: &str) {
-    let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escape: Option<&str> = match b {
-            b'"' => Some("\\\""),
-            b'\\' => Some("\\\\"),
-            b'\n' => Some("\\n"),
-            b'\r' => Some("\\r"),
-            b'\t' => Some("\\t"),
-            0x08 => Some("\\b"),
-            0x0c => Some("\\f"),
-            0x00..=0x1f => None,
-            _ => continue,
-        };
-        out.push_str(&s[start..i]);
-        match escape {
-            Some(e) => out.push_str(e),
-            None => {
-                let _ = write!(out, "\\u{:04x}", b);
-            }
-        }
-        start = i + 1;
-    }
-    out.push_str(&s[start..]);
 }
 
 /// JSON number: integers without a fraction, others in shortest round-trip form.
@@ -193,22 +160,6 @@ mod tests {
             br#"{"typ":"JWT","alg":"HS256","kid":"appId.keyId"}"#
         );
         assert_eq!(parts[2], "CCJ7XiTwO9n4SnuNgjRugkfopae4mog_wH-ux4Gbjgw");
-    }
-
-    #[test]
-    fn escaping_matches_serde_json() {
-        for s in [
-            "plain",
-            "q\"uote",
-            "back\\slash",
-            "ctl\u{1}\u{1f}\n\t\r\u{8}\u{c}",
-            "uni ✓ \u{7f}",
-            "</script>",
-        ] {
-            let mut out = String::new();
-            push_json_string(&mut out, s);
-            assert_eq!(out, serde_json::to_string(s).unwrap());
-        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod error;
 pub mod grant;
 pub mod http;
 pub mod http_client;
+pub mod json;
 pub mod jwt;
 pub mod key;
 pub mod key_source;

@@ -183,7 +183,7 @@ impl Template {
                     let value = claims
                         .and_then(|c| c.text(name))
                         .ok_or_else(|| RenderError::Missing(name.clone()))?;
-                    crate::jwt::push_json_escaped(&mut out, &value);
+                    crate::json::push_escaped(&mut out, &value);
                 }
             }
         }
