@@ -5,17 +5,15 @@
 
 mod common;
 
-use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, RsaPublicKeyComponents, ECDSA_P256_SHA256_FIXED_SIGNING};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use common::RsaCaller;
+use criterion::{criterion_group, criterion_main, Criterion};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use lambda_http::{Body, Request};
-use shared::caller::fetch::{Document, FetchError, HttpGet};
-use shared::caller::{BoxFuture, JwksSettings, JwksSource, JwksVerifier};
+use shared::caller::{JwksSettings, JwksSource, JwksVerifier};
 use shared::clock::SystemClock;
 use shared::config::{CallerConfig, Config};
 use shared::service::Deps;
@@ -28,26 +26,8 @@ const POLICY: &str = include_str!("../../dev/policy.json");
 const ISSUER: &str = "https://idp.example.com/";
 const AUDIENCE: &str = "ably-auth-bench";
 
-/// Answers the same JWKS for every URL.
-struct StaticJwks(Vec<u8>);
-
-impl HttpGet for StaticJwks {
-    fn get<'a>(&'a self, _url: &'a str) -> BoxFuture<'a, Result<Document, FetchError>> {
-        Box::pin(std::future::ready(Ok(Document {
-            body: self.0.clone(),
-            max_age: None,
-        })))
-    }
-}
-
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn now_seconds() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 struct Keys {
@@ -58,27 +38,20 @@ struct Keys {
 
 /// A fresh RSA-2048 and P-256 key, their JWKS, and a caller token signed by each.
 fn keys() -> Keys {
-    let rsa = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
-    let pkcs8 = AsDer::<Pkcs8V1Der>::as_der(&rsa).unwrap();
-    let pem = format!(
-        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-        STANDARD.encode(pkcs8.as_ref())
-    );
-    let rsa_encoding = EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
-    let components = RsaPublicKeyComponents::<Vec<u8>>::from(rsa.public_key());
+    let rsa = RsaCaller::generate("rsa-bench");
 
     let ec_pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).unwrap();
     let ec = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, ec_pkcs8.as_ref()).unwrap();
     let (x, y) = ec.public_key().as_ref()[1..].split_at(32);
 
     let jwks = serde_json::json!({"keys": [
-        {"kty": "RSA", "kid": "rsa-bench", "use": "sig", "alg": "RS256", "n": b64(&components.n), "e": b64(&components.e)},
+        rsa.jwk,
         {"kty": "EC", "kid": "ec-bench", "use": "sig", "crv": "P-256", "x": b64(x), "y": b64(y)}
     ]})
     .to_string();
     let claims = serde_json::json!({
         "iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "name": "Alice", "org": "acme",
-        "roles": ["moderator"], "iat": now_seconds(), "exp": now_seconds() + 3600
+        "roles": ["moderator"], "iat": common::now_seconds(), "exp": common::now_seconds() + 3600
     });
     let sign = |alg, kid: &str, key: &EncodingKey| {
         let mut header = Header::new(alg);
@@ -86,7 +59,7 @@ fn keys() -> Keys {
         jsonwebtoken::encode(&header, &claims, key).unwrap()
     };
     Keys {
-        rs256: sign(Algorithm::RS256, "rsa-bench", &rsa_encoding),
+        rs256: sign(Algorithm::RS256, "rsa-bench", &rsa.encoding),
         es256: sign(
             Algorithm::ES256,
             "ec-bench",
@@ -120,7 +93,7 @@ fn service(jwks: &str) -> Service {
     let callers = CallerConfig::from_env(&env)
         .unwrap()
         .verifiers_with(
-            Some(Arc::new(StaticJwks(jwks.as_bytes().to_vec()))),
+            Some(Arc::new(common::StaticJwks(jwks.as_bytes().to_vec()))),
             Arc::new(SystemClock),
         )
         .unwrap();
@@ -133,7 +106,7 @@ fn verify_only(c: &mut Criterion) {
     let keys = keys();
     let verifier = JwksVerifier::new(
         settings(),
-        Arc::new(StaticJwks(keys.jwks.as_bytes().to_vec())),
+        Arc::new(common::StaticJwks(keys.jwks.as_bytes().to_vec())),
         Arc::new(SystemClock),
     )
     .unwrap();
@@ -151,27 +124,8 @@ fn verify_only(c: &mut Criterion) {
 fn full_request(c: &mut Criterion) {
     let keys = keys();
     let service = service(&keys.jwks);
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    for (name, token) in [
-        ("issue_jwt_full_request_rs256_caller", &keys.rs256),
-        ("issue_jwt_full_request_es256_caller", &keys.es256),
-    ] {
-        let authorization = format!("Bearer {token}");
-        let request = || -> Request {
-            lambda_http::http::Request::builder()
-                .method("GET")
-                .uri("https://x.example/auth/jwt?rnd=123&clientId=alice")
-                .header("authorization", authorization.as_str())
-                .header("origin", "http://localhost:8080")
-                .body(Body::Empty)
-                .unwrap()
-        };
-        // Sanity: the benchmarked request succeeds (and warms the JWKS cache).
-        assert_eq!(runtime.block_on(service.handle(request())).status().as_u16(), 200);
-        c.bench_function(name, |b| {
-            b.iter_batched(request, |r| runtime.block_on(service.handle(r)), BatchSize::SmallInput)
-        });
-    }
+    common::bench_jwt_request(c, "issue_jwt_full_request_rs256_caller", &service, &keys.rs256);
+    common::bench_jwt_request(c, "issue_jwt_full_request_es256_caller", &service, &keys.es256);
 }
 
 /// The RSA-2048 signature check alone, as `jsonwebtoken` does it (key rebuilt from n/e on

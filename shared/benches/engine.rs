@@ -3,8 +3,7 @@
 
 mod common;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use lambda_http::{Body, Request};
+use criterion::{criterion_group, criterion_main, Criterion};
 use shared::caller::{Caller, Claims};
 use shared::capability::{Capability, Ops};
 use shared::jwt::{self, JwtClaims};
@@ -89,22 +88,7 @@ fn full_request(c: &mut Criterion) {
         }
     };
     let service = Service::from_env_with(Route::Jwt, &env).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let authorization = format!("Bearer {}", caller_token());
-    let request = || -> Request {
-        lambda_http::http::Request::builder()
-            .method("GET")
-            .uri("https://x.example/auth/jwt?rnd=123&clientId=alice")
-            .header("authorization", authorization.as_str())
-            .header("origin", "http://localhost:8080")
-            .body(Body::Empty)
-            .unwrap()
-    };
-    // Sanity: the benchmarked request succeeds.
-    assert_eq!(runtime.block_on(service.handle(request())).status().as_u16(), 200);
-    c.bench_function("issue_jwt_full_request_hs256_caller", |b| {
-        b.iter_batched(request, |r| runtime.block_on(service.handle(r)), BatchSize::SmallInput)
-    });
+    common::bench_jwt_request(c, "issue_jwt_full_request_hs256_caller", &service, &caller_token());
 }
 
 /// The HMAC baseline of this process (`benches/common`): `make bench` states ratios to it.

@@ -14,16 +14,11 @@
 
 mod common;
 
-use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
-use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
-use aws_lc_rs::signature::{KeyPair as _, RsaPublicKeyComponents};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use base64::Engine as _;
+use common::RsaCaller;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use lambda_http::{Body, Request};
 use shared::ably_rest::{AblyError, AblyRest, BatchResult, RevokeRequest, TargetResult, TokenDetails};
-use shared::caller::fetch::{Document, FetchError, HttpGet};
 use shared::caller::BoxFuture;
 use shared::clock::SystemClock;
 use shared::config::{CallerConfig, Config};
@@ -51,12 +46,6 @@ const ISSUER: &str = "https://idp.example.com/";
 const AUDIENCE: &str = "ably-auth-bench";
 const JWKS_URL: &str = "https://idp.example.com/.well-known/jwks.json";
 const ORIGIN: &str = "http://localhost:8080";
-
-fn now_seconds() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// Ably answering at once, in memory.
 struct InstantAbly;
@@ -97,19 +86,7 @@ impl AblyRest for InstantAbly {
     }
 
     fn time(&self) -> BoxFuture<'_, Result<u64, AblyError>> {
-        Box::pin(std::future::ready(Ok(now_seconds() * 1000)))
-    }
-}
-
-/// Answers the same JWKS for every URL.
-struct StaticJwks(Vec<u8>);
-
-impl HttpGet for StaticJwks {
-    fn get<'a>(&'a self, _url: &'a str) -> BoxFuture<'a, Result<Document, FetchError>> {
-        Box::pin(std::future::ready(Ok(Document {
-            body: self.0.clone(),
-            max_age: None,
-        })))
+        Box::pin(std::future::ready(Ok(common::now_seconds() * 1000)))
     }
 }
 
@@ -137,28 +114,17 @@ struct Callers {
 impl Callers {
     /// A fresh RSA-2048 key and its JWKS.
     fn new() -> Self {
-        let rsa = RsaKeyPair::generate(KeySize::Rsa2048).expect("RSA key");
-        let pkcs8 = AsDer::<Pkcs8V1Der>::as_der(&rsa).expect("PKCS#8");
-        let pem = format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            STANDARD.encode(pkcs8.as_ref())
-        );
-        let components = RsaPublicKeyComponents::<Vec<u8>>::from(rsa.public_key());
-        let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
-        let jwks = serde_json::json!({"keys": [
-            {"kty": "RSA", "kid": "rsa-bench", "use": "sig", "alg": "RS256", "n": b64(&components.n), "e": b64(&components.e)}
-        ]})
-        .to_string();
+        let rsa = RsaCaller::generate("rsa-bench");
         Callers {
-            jwks,
-            rsa: EncodingKey::from_rsa_pem(pem.as_bytes()).expect("RSA PEM"),
+            jwks: serde_json::json!({ "keys": [rsa.jwk] }).to_string(),
+            rsa: rsa.encoding,
         }
     }
 
     fn token(&self, kind: CallerKind, role: &str) -> String {
         let mut claims = serde_json::json!({
             "sub": "alice", "name": "Alice", "org": "acme", "roles": [role],
-            "iat": now_seconds(), "exp": now_seconds() + 3600
+            "iat": common::now_seconds(), "exp": common::now_seconds() + 3600
         });
         match kind {
             CallerKind::Hs256 => jsonwebtoken::encode(
@@ -197,7 +163,7 @@ impl Callers {
         deps.callers = CallerConfig::from_env(&env)
             .expect("caller config")
             .verifiers_with(
-                Some(Arc::new(StaticJwks(self.jwks.as_bytes().to_vec()))),
+                Some(Arc::new(common::StaticJwks(self.jwks.as_bytes().to_vec()))),
                 Arc::new(SystemClock),
             )
             .expect("verifiers");
@@ -238,17 +204,7 @@ fn request(route: Route, authorization: &str) -> Request {
 
 /// The production JSON log subscriber (`shared::log::init`'s settings) writing to a sink.
 fn sink_subscriber() -> impl tracing::Subscriber + Send + Sync {
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_target(false)
-        .with_env_filter(EnvFilter::new(
-            "info,lambda_runtime=warn,lambda_http=warn,aws_smithy_runtime=warn,hyper=warn",
-        ))
-        .with_writer(std::io::sink)
-        .finish()
+    shared::log::subscriber(EnvFilter::new(shared::log::DEFAULT_FILTER), std::io::sink)
 }
 
 fn routes(c: &mut Criterion) {
