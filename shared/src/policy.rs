@@ -137,44 +137,39 @@ impl Template {
 
     /// Render for a resource name or clientId: every substituted value must be safe.
     pub fn render_identifier(&self, claims: Option<&Claims>) -> Result<String, RenderError> {
-        let mut out = String::new();
-        for part in &self.parts {
-            match part {
-                Part::Literal(l) => out.push_str(l),
-                Part::Claim(name) => {
-                    let value = claims
-                        .and_then(|c| c.text(name))
-                        .ok_or_else(|| RenderError::Missing(name.clone()))?;
-                    if is_unsafe_identifier(&value) {
-                        return Err(RenderError::Unsafe(name.clone()));
-                    }
-                    out.push_str(&value);
-                }
+        self.render(claims, |out, name, value| {
+            if is_unsafe_identifier(value) {
+                return Err(RenderError::Unsafe(name.to_owned()));
             }
-        }
-        Ok(out)
+            out.push_str(value);
+            Ok(())
+        })
     }
 
     /// Render as plain text: substituted values as they are (the caller escapes the result
     /// where it goes; e.g. the JWT writer JSON-escapes the revocation key once).
     pub fn render_text(&self, claims: Option<&Claims>) -> Result<String, RenderError> {
-        let mut out = String::new();
-        for part in &self.parts {
-            match part {
-                Part::Literal(l) => out.push_str(l),
-                Part::Claim(name) => {
-                    let value = claims
-                        .and_then(|c| c.text(name))
-                        .ok_or_else(|| RenderError::Missing(name.clone()))?;
-                    out.push_str(&value);
-                }
-            }
-        }
-        Ok(out)
+        self.render(claims, |out, _, value| {
+            out.push_str(value);
+            Ok(())
+        })
     }
 
     /// Render inside JSON text: substituted values are JSON-string-escaped.
     pub fn render_json_escaped(&self, claims: Option<&Claims>) -> Result<String, RenderError> {
+        self.render(claims, |out, _, value| {
+            crate::json::push_escaped(out, value);
+            Ok(())
+        })
+    }
+
+    /// Literals as they are; each claim's text (missing: an error) through `push(out, claim
+    /// name, value)`, which decides how it is written or refuses it.
+    fn render(
+        &self,
+        claims: Option<&Claims>,
+        push: impl Fn(&mut String, &str, &str) -> Result<(), RenderError>,
+    ) -> Result<String, RenderError> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
@@ -183,7 +178,7 @@ impl Template {
                     let value = claims
                         .and_then(|c| c.text(name))
                         .ok_or_else(|| RenderError::Missing(name.clone()))?;
-                    crate::json::push_escaped(&mut out, &value);
+                    push(&mut out, name, &value)?;
                 }
             }
         }
