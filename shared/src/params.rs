@@ -54,6 +54,33 @@ impl Raw {
     }
 }
 
+/// The request body's bytes; 413 over [`MAX_BODY_BYTES`].
+pub(crate) fn body_bytes(request: &Request) -> Result<&[u8], IssueError> {
+    let body: &[u8] = match request.body() {
+        Body::Empty => &[],
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        #[allow(unreachable_patterns)]
+        _ => &[],
+    };
+    if body.len() > MAX_BODY_BYTES {
+        return Err(IssueError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+    }
+    Ok(body)
+}
+
+/// The `Content-Type` header as sent (`""` when absent or not text) and its media type,
+/// parameters dropped, lower-cased.
+pub(crate) fn content_type(request: &Request) -> (&str, String) {
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    (content_type, media_type)
+}
+
 /// Read the hints of one request.
 pub fn parse(request: &Request) -> Result<TokenHints, IssueError> {
     let mut raw = Raw::default();
@@ -68,33 +95,13 @@ pub fn parse(request: &Request) -> Result<TokenHints, IssueError> {
         }
     }
 
-    let body: &[u8] = match request.body() {
-        Body::Empty => &[],
-        Body::Text(t) => t.as_bytes(),
-        Body::Binary(b) => b,
-        #[allow(unreachable_patterns)]
-        _ => &[],
-    };
-    if body.len() > MAX_BODY_BYTES {
-        return Err(IssueError::PayloadTooLarge { limit: MAX_BODY_BYTES });
-    }
+    let body = body_bytes(request)?;
     if !body.iter().all(u8::is_ascii_whitespace) {
-        let content_type = request
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let (content_type, media_type) = content_type(request);
         match media_type.as_str() {
             "application/x-www-form-urlencoded" => raw.set_form(body),
             "application/json" => read_json(&mut raw, body)?,
-            _ => {
-                return Err(IssueError::UnsupportedMediaType(truncate_for_message(
-                    &content_type,
-                    64,
-                )))
-            }
+            _ => return Err(IssueError::UnsupportedMediaType(truncate_for_message(content_type, 64))),
         }
     }
 

@@ -9,9 +9,8 @@
 use crate::ably_rest::{AblyError, AblyRest, BatchResult, RevokeRequest, MAX_TARGETS_PER_CALL};
 use crate::error::{truncate_for_message, IssueError};
 use crate::key::ApiKey;
-use crate::params::MAX_BODY_BYTES;
-use lambda_http::http::header::CONTENT_TYPE;
-use lambda_http::{Body, Request};
+use crate::params;
+use lambda_http::Request;
 use serde_json::{Map, Value};
 
 /// Targets per revocation request (ten Ably calls); larger lists must be split by the caller.
@@ -36,29 +35,15 @@ pub struct Revocation {
 /// Parse and validate the JSON body. `now_ms` bounds `issuedBefore`. Every error is a 400
 /// naming the field (or 413 / 415 for the body as a whole).
 pub fn parse(request: &Request, now_ms: u64) -> Result<Revocation, IssueError> {
-    let body: &[u8] = match request.body() {
-        Body::Empty => &[],
-        Body::Text(t) => t.as_bytes(),
-        Body::Binary(b) => b,
-        #[allow(unreachable_patterns)]
-        _ => &[],
-    };
-    if body.len() > MAX_BODY_BYTES {
-        return Err(IssueError::PayloadTooLarge { limit: MAX_BODY_BYTES });
-    }
+    let body = params::body_bytes(request)?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(IssueError::bad_request(
             "body",
             format!("is empty: POST a JSON object naming the targets, e.g. {EXAMPLE}"),
         ));
     }
-    let content_type = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let media_type = content_type.split(';').next().unwrap_or("").trim();
-    if !media_type.eq_ignore_ascii_case("application/json") {
+    let (content_type, media_type) = params::content_type(request);
+    if media_type != "application/json" {
         return Err(IssueError::UnsupportedMediaType(truncate_for_message(content_type, 64)));
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
@@ -259,7 +244,9 @@ mod tests {
     use super::*;
     use crate::ably_rest::{TargetResult, TokenDetails};
     use crate::caller::BoxFuture;
+    use crate::params::MAX_BODY_BYTES;
     use crate::token_request::TokenRequest;
+    use lambda_http::Body;
     use std::sync::Mutex;
 
     const NOW: u64 = 1_700_000_000_000;
