@@ -3,13 +3,40 @@
 //! project's own minting code).
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 pub const DEV_API_KEY: &str = "devApp.devKey:dev-key-secret-not-for-production";
 pub const DEV_KEY_NAME: &str = "devApp.devKey";
 pub const DEV_KEY_SECRET: &str = "dev-key-secret-not-for-production";
 pub const DEV_CALLER_SECRET: &str = "dev-caller-secret-0123456789abcdef0123456789";
 pub const DEV_ORIGIN: &str = "http://localhost:8080";
+/// The policy for the TokenRequest and Ably Token routes (`make dev DEV_ENV=dev/token-routes.env`):
+/// the dev policy without channel claims and rate limits, which only JWTs can carry.
+pub const TOKEN_ROUTES_POLICY: &str = include_str!("../dev/policy-token-routes.json");
+
+/// An in-memory log sink for `shared::log::subscriber`: clones share one buffer, so the
+/// test keeps one and reads what the functions logged.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
+    }
+}
 
 /// The workspace root.
 pub fn root() -> PathBuf {

@@ -64,17 +64,7 @@ const SLACK_S: i64 = 5;
 const DEV_POLICY: &str = include_str!("../../dev/policy.json");
 /// The dev policy without channel claims and rate limits (TokenRequests and Ably Tokens
 /// cannot carry them): the policy of the other three routes.
-const TOKEN_POLICY: &str = r#"{
-  "clientId": "{sub}",
-  "ttlSeconds": 3600,
-  "capability": {"chat:*": ["subscribe", "history"], "chat:{sub}": ["publish", "subscribe", "presence"]},
-  "revocationKey": "{org}",
-  "roles": {"claim": "roles", "grants": {
-    "moderator": {"capability": {"chat:*": ["publish", "subscribe", "presence", "history", "message-delete-any"]}, "ttlSeconds": 900},
-    "admin": {"mayRevoke": true}
-  }},
-  "anonymous": {"capability": {"public:*": ["subscribe"]}, "ttlSeconds": 600}
-}"#;
+const TOKEN_POLICY: &str = include_str!("../../dev/policy-token-routes.json");
 
 // =======================================================================================
 // Biased text

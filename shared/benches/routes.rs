@@ -34,14 +34,8 @@ const CALLER_SECRET: &str = "dev-caller-secret-0123456789abcdef0123456789";
 /// `issue-jwt`: the development policy (channel claims, rate limits, roles).
 const JWT_POLICY: &str = include_str!("../../dev/policy.json");
 /// The other routes: the same policy without channel claims and rate limits, which only JWTs
-/// carry (env.json uses this one for them too).
-const PLAIN_POLICY: &str = r#"{"clientId":"{sub}","ttlSeconds":3600,
-  "capability":{"chat:*":["subscribe","history"],"chat:{sub}":["publish","subscribe","presence"]},
-  "revocationKey":"{org}",
-  "roles":{"claim":"roles","grants":{
-    "moderator":{"capability":{"chat:*":["publish","subscribe","presence","history","message-delete-any"]},"ttlSeconds":900},
-    "admin":{"mayRevoke":true}}},
-  "anonymous":{"capability":{"public:*":["subscribe"]},"ttlSeconds":600}}"#;
+/// carry (`make dev DEV_ENV=dev/token-routes.env` and env.json use it for them too).
+const PLAIN_POLICY: &str = include_str!("../../dev/policy-token-routes.json");
 const ISSUER: &str = "https://idp.example.com/";
 const AUDIENCE: &str = "ably-auth-bench";
 const JWKS_URL: &str = "https://idp.example.com/.well-known/jwks.json";

@@ -9,30 +9,9 @@ use fake_ably::FakeAbly;
 use integration_tests::*;
 use serde_json::{json, Value};
 use shared::Route;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 fn valid_caller() -> lambda_http::Request {
     event(include_str!("../../events/ably-token-get-valid-caller.json"))
-}
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
-    }
 }
 
 #[tokio::test]

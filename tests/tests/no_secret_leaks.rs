@@ -27,8 +27,7 @@ use shared::secrets::{ReadError, SecretReader, SecretValue};
 use shared::service::Deps;
 use shared::{Route, Service};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The Ably key secret marker.
@@ -45,19 +44,6 @@ fn marker_key() -> String {
 
 const ROUTES: [Route; 4] = [Route::Jwt, Route::TokenRequest, Route::AblyToken, Route::Revoke];
 
-/// The dev policy without channel claims and rate limits (TokenRequest / Ably Token routes).
-const TOKEN_POLICY: &str = r#"{
-  "clientId": "{sub}",
-  "ttlSeconds": 3600,
-  "capability": {"chat:*": ["subscribe", "history"], "chat:{sub}": ["publish", "subscribe", "presence"]},
-  "revocationKey": "{org}",
-  "roles": {"claim": "roles", "grants": {
-    "moderator": {"capability": {"chat:*": ["publish", "subscribe", "presence", "history", "message-delete-any"]}, "ttlSeconds": 900},
-    "admin": {"mayRevoke": true}
-  }},
-  "anonymous": {"capability": {"public:*": ["subscribe"]}, "ttlSeconds": 600}
-}"#;
-
 const DEV_POLICY: &str = include_str!("../../dev/policy.json");
 /// No `anonymous` grant: with no caller verification configured, every request is refused.
 const POLICY_WITHOUT_ANONYMOUS: &str =
@@ -65,25 +51,6 @@ const POLICY_WITHOUT_ANONYMOUS: &str =
 
 // ---------------------------------------------------------------------------------------
 // Capture
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
-    }
-}
 
 /// Everything the functions said, and what the test sent, for the final checks.
 #[derive(Default)]
@@ -224,7 +191,11 @@ fn resign(text: &str) -> String {
 fn env(fake: &FakeAbly, route: Route, overrides: &[(&str, Option<&str>)]) -> HashMap<String, String> {
     let key = marker_key();
     let url = fake.url();
-    let policy = if route == Route::Jwt { None } else { Some(TOKEN_POLICY) };
+    let policy = if route == Route::Jwt {
+        None
+    } else {
+        Some(TOKEN_ROUTES_POLICY)
+    };
     let mut all: Vec<(&str, Option<&str>)> = vec![
         ("ABLY_API_KEY", Some(key.as_str())),
         ("CALLER_HS256_SECRET", Some(CALLER_SECRET)),

@@ -11,21 +11,7 @@ use shared::{Route, Service};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The dev policy without channel claims and rate limits (which TokenRequests and Ably
-/// Tokens cannot carry): what an operator serving these routes would configure.
-pub const TOKEN_POLICY: &str = r#"{
-  "clientId": "{sub}",
-  "ttlSeconds": 3600,
-  "capability": {"chat:*": ["subscribe", "history"], "chat:{sub}": ["publish", "subscribe", "presence"]},
-  "revocationKey": "{org}",
-  "roles": {"claim": "roles", "grants": {
-    "moderator": {"capability": {"chat:*": ["publish", "subscribe", "presence", "history", "message-delete-any"]}, "ttlSeconds": 900},
-    "admin": {"mayRevoke": true}
-  }},
-  "anonymous": {"capability": {"public:*": ["subscribe"]}, "ttlSeconds": 600}
-}"#;
-
-/// Alice's capability under [`TOKEN_POLICY`], canonical.
+/// Alice's capability under [`TOKEN_ROUTES_POLICY`], canonical.
 pub const ALICE_CAPABILITY: &str =
     r#"{"chat:*":["history","subscribe"],"chat:alice":["presence","publish","subscribe"]}"#;
 
@@ -34,7 +20,7 @@ pub fn env_for(fake: &FakeAbly, overrides: &[(&str, Option<&str>)]) -> std::coll
     let url = fake.url();
     let mut all: Vec<(&str, Option<&str>)> = vec![
         ("TOKEN_POLICY_FILE", None),
-        ("TOKEN_POLICY", Some(TOKEN_POLICY)),
+        ("TOKEN_POLICY", Some(TOKEN_ROUTES_POLICY)),
         ("ABLY_REST_URL", Some(url.as_str())),
     ];
     all.extend_from_slice(overrides);
