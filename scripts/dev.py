@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dev_token import caller_token, dev_setting  # noqa: E402
+from env_file import read_env_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,16 +47,6 @@ def functions(router: dict[str, object]) -> list[str]:
             if name not in names:
                 names.append(name)
     return names
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    env = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            k, v = line.split("=", 1)
-            env[k.strip()] = v.strip()
-    return env
 
 
 def banner(port: int, router: dict[str, object], env_file: Path) -> str:

@@ -18,20 +18,19 @@ from pathlib import Path
 
 import jwt  # PyJWT
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from env_file import read_env_file  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 DEV_ENV = ROOT / "dev" / "dev.env"
 
 
 def dev_setting(name: str, env_file: Path = DEV_ENV) -> str:
     """Read one KEY=VALUE from the dev env file (the single source of the dev defaults)."""
-    for line in env_file.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        if key.strip() == name:
-            return value.strip()
-    raise SystemExit(f"{name} is missing from {env_file}; restore it from git")
+    value = read_env_file(env_file).get(name)
+    if value is None:
+        raise SystemExit(f"{name} is missing from {env_file}; restore it from git")
+    return value
 
 
 def caller_token(sub: str, name: str | None, org: str | None, roles: list[str], ttl: int,

@@ -19,19 +19,13 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from env_file import read_env_file  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    env = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            k, v = line.split("=", 1)
-            env[k.strip()] = v.strip()
-    return env
 
 
 def without_jwt_only_fields(policy: dict) -> dict:
