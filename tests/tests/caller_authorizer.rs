@@ -53,7 +53,7 @@ fn trusting(policy: &str) -> Service {
 fn from_env(trust: bool, policy: &'static str) -> Service {
     let env = move |name: &str| -> Option<String> {
         match name {
-            "ABLY_API_KEY" => Some(DEV_KEY.into()),
+            "ABLY_API_KEY" => Some(DEV_API_KEY.into()),
             "TOKEN_POLICY" => Some(policy.into()),
             "CALLER_HS256_SECRET" => Some("dev-caller-secret-0123456789abcdef0123456789".into()),
             "CALLER_TRUST_AUTHORIZER" => Some(trust.to_string()),

@@ -28,7 +28,7 @@ fn session(sub: &str) -> Value {
 
 fn service_from(vars: &[(&str, &str)]) -> Service {
     let mut env: HashMap<String, String> = HashMap::from([
-        ("ABLY_API_KEY".into(), DEV_KEY.into()),
+        ("ABLY_API_KEY".into(), DEV_API_KEY.into()),
         ("TOKEN_POLICY".into(), POLICY.into()),
         ("CALLER_HS256_SECRET".into(), CALLER_SECRET.into()),
         ("CALLER_ISSUER".into(), ISSUER.into()),
@@ -87,7 +87,7 @@ async fn http_api_cookies_array_reaches_the_verifier() {
 async fn expired_session_cookie_gets_401() {
     let service = service_from(&[]);
     let mut c = session("erin");
-    c["exp"] = json!(now_s() - 300);
+    c["exp"] = json!(now_seconds() - 300);
     let response = service.handle(with_cookie(&format!("session={}", hs256(&c)))).await;
     assert_error(&response, 401, 40101, "expired");
 }

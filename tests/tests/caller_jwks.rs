@@ -157,7 +157,7 @@ async fn nested_claims_and_a_second_allowed_audience_are_accepted() {
 async fn expiry_within_the_30_second_leeway_is_accepted() {
     let f = fixture().await;
     let mut c = f.claims("erin");
-    c["exp"] = json!(now_s() - 10);
+    c["exp"] = json!(now_seconds() - 10);
     issued_claims(&f.call(&rsa_key().sign(&c)).await);
 }
 
@@ -174,7 +174,7 @@ async fn token_without_kid_uses_the_only_key_for_its_algorithm() {
 #[tokio::test]
 async fn cognito_access_token_is_checked_by_client_id_when_configured() {
     let f = fixture_with(&[rsa_key()], |s| JwksSource::Url(s.jwks_url()), "client_id").await;
-    let now = now_s();
+    let now = now_seconds();
     let access = json!({"iss": f.issuer(), "sub": "grace", "client_id": AUDIENCE, "token_use": "access",
                         "scope": "openid", "exp": now + 600, "iat": now});
     let issued = issued_claims(&f.call(&rsa_key().sign(&access)).await);
@@ -223,7 +223,7 @@ async fn missing_audience_gets_401() {
 async fn expired_token_gets_401() {
     let f = fixture().await;
     let mut c = f.claims("mallory");
-    c["exp"] = json!(now_s() - 120);
+    c["exp"] = json!(now_seconds() - 120);
     assert_error(&f.call(&ec_key().sign(&c)).await, 401, 40101, "expired");
 }
 
@@ -231,7 +231,7 @@ async fn expired_token_gets_401() {
 async fn token_not_yet_valid_gets_401() {
     let f = fixture().await;
     let mut c = f.claims("mallory");
-    c["nbf"] = json!(now_s() + 300);
+    c["nbf"] = json!(now_seconds() + 300);
     assert_error(&f.call(&rsa_key().sign(&c)).await, 401, 40101, "not valid yet");
 }
 
@@ -533,7 +533,7 @@ async fn issuer_alone_configures_oidc_through_discovery() {
     let issuer = server.base_url();
     let env = move |name: &str| -> Option<String> {
         match name {
-            "ABLY_API_KEY" => Some(DEV_KEY.into()),
+            "ABLY_API_KEY" => Some(DEV_API_KEY.into()),
             "TOKEN_POLICY" => Some(POLICY.into()),
             "CALLER_ISSUER" => Some(issuer.clone()),
             "CALLER_AUDIENCE" => Some(format!("x, {AUDIENCE}")),

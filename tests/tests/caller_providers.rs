@@ -71,7 +71,7 @@ const COGNITO_CLIENT: &str = "4abcdefghijklmnopqrstuvwx";
 
 #[tokio::test]
 async fn cognito_id_token_with_groups() {
-    let now = now_s();
+    let now = now_seconds();
     let id_token = json!({
         "sub": "3f6b2a4e-1c2d-4e5f-8a9b-0c1d2e3f4a5b", "aud": COGNITO_CLIENT, "iss": COGNITO_ISSUER,
         "token_use": "id", "cognito:username": "carol", "cognito:groups": ["moderators"],
@@ -88,7 +88,7 @@ async fn cognito_id_token_with_groups() {
 
 #[tokio::test]
 async fn cognito_access_token_checked_by_client_id() {
-    let now = now_s();
+    let now = now_seconds();
     let access_token = json!({
         "sub": "3f6b2a4e-1c2d-4e5f-8a9b-0c1d2e3f4a5b", "client_id": COGNITO_CLIENT, "iss": COGNITO_ISSUER,
         "token_use": "access", "username": "carol", "scope": "openid email", "iat": now, "exp": now + 3600
@@ -112,7 +112,7 @@ async fn cognito_access_token_checked_by_client_id() {
 #[tokio::test]
 async fn auth0_access_token_with_namespaced_roles_and_app_metadata() {
     let issuer = "https://example-tenant.eu.auth0.com/";
-    let now = now_s();
+    let now = now_seconds();
     let access_token = json!({
         "iss": issuer, "sub": "auth0|65f0c1d2e3f4a5b6c7d8e9f0",
         "aud": ["https://api.example.com", "https://example-tenant.eu.auth0.com/userinfo"],
@@ -130,7 +130,7 @@ async fn auth0_access_token_with_namespaced_roles_and_app_metadata() {
 #[tokio::test]
 async fn firebase_id_token_with_custom_claims() {
     let issuer = "https://securetoken.google.com/my-project";
-    let now = now_s();
+    let now = now_seconds();
     let id_token = json!({
         "iss": issuer, "aud": "my-project", "auth_time": now, "user_id": "kXz9LmN0pQ1rS2tU3vW4xY5z",
         "sub": "kXz9LmN0pQ1rS2tU3vW4xY5z", "iat": now, "exp": now + 3600, "email": "dana@example.com",

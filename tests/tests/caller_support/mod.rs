@@ -12,6 +12,7 @@ use aws_lc_rs::signature::{
 };
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+pub use integration_tests::{now_seconds, DEV_API_KEY, DEV_KEY_SECRET};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
@@ -23,13 +24,11 @@ use shared::{Route, Service};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
-pub const DEV_KEY: &str = "devApp.devKey:dev-key-secret-not-for-production";
-pub const DEV_KEY_SECRET: &str = "dev-key-secret-not-for-production";
 pub const AUDIENCE: &str = "ably-auth-tests";
 
 /// Issues 1 role-based capability per role, so tests can see which roles arrived.
@@ -45,10 +44,6 @@ pub const POLICY: &str = r#"{
     }
   }
 }"#;
-
-pub fn now_s() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
 
 // ---------------------------------------------------------------------------------------
 // Keys
@@ -161,7 +156,7 @@ pub fn jwks(keys: &[&TestKey]) -> String {
 
 /// Good claims for `issuer`, valid for an hour.
 pub fn claims(issuer: &str, sub: &str) -> Value {
-    let now = now_s();
+    let now = now_seconds();
     json!({"iss": issuer, "aud": AUDIENCE, "sub": sub, "iat": now, "exp": now + 3600})
 }
 
@@ -342,7 +337,7 @@ pub fn service(callers: VerifierChain, policy: &str) -> Service {
     let policy = policy.to_owned();
     let env = move |name: &str| -> Option<String> {
         match name {
-            "ABLY_API_KEY" => Some(DEV_KEY.into()),
+            "ABLY_API_KEY" => Some(DEV_API_KEY.into()),
             "TOKEN_POLICY" => Some(policy.clone()),
             _ => None,
         }
