@@ -290,6 +290,22 @@ fn post(path: &str, content_type: &str, body: &str, headers: &[(&str, &str)]) ->
     b.body(Body::Text(body.to_owned())).expect("request")
 }
 
+/// What a legitimate caller sends to `route`: Alice asking for a token, or an admin revoking
+/// Bob's tokens.
+fn valid_request(route: Route) -> Request {
+    if route == Route::Revoke {
+        let auth = format!("Bearer {}", admin());
+        post(
+            path_of(route),
+            "application/json",
+            r#"{"clientIds":["bob"]}"#,
+            &[("authorization", &auth)],
+        )
+    } else {
+        get(path_of(route), "", &[("authorization", &format!("Bearer {}", alice()))])
+    }
+}
+
 fn path_of(route: Route) -> &'static str {
     match route {
         Route::Jwt => "/auth/jwt",
@@ -768,19 +784,9 @@ async fn exercise() -> Record {
     ];
     for route in [Route::AblyToken, Route::Revoke] {
         let service = service(&fake, route, &[], &mut rec);
-        let auth = format!("Bearer {}", if route == Route::Revoke { admin() } else { alice() });
         for (what, fault) in &faults {
             fake.fail_always(fault.clone());
-            let request = if route == Route::Revoke {
-                post(
-                    path_of(route),
-                    "application/json",
-                    r#"{"clientIds":["bob"]}"#,
-                    &[("authorization", &auth)],
-                )
-            } else {
-                get(path_of(route), "", &[("authorization", &auth)])
-            };
+            let request = valid_request(route);
             run(&service, route, what, request, &mut rec).await;
             fake.heal();
         }
@@ -793,16 +799,7 @@ async fn exercise() -> Record {
         deps.ably = Some(Arc::new(shared::ably_rest::HttpAbly::new(client, &fake.url())));
         let hung = Service::new(route, deps);
         fake.fail_always(Fault::Hang);
-        let request = if route == Route::Revoke {
-            post(
-                path_of(route),
-                "application/json",
-                r#"{"clientIds":["bob"]}"#,
-                &[("authorization", &auth)],
-            )
-        } else {
-            get(path_of(route), "", &[("authorization", &auth)])
-        };
+        let request = valid_request(route);
         run(&hung, route, "Ably hangs", request, &mut rec).await;
         fake.heal();
     }
@@ -810,17 +807,7 @@ async fn exercise() -> Record {
     for route in ROUTES {
         let service = service(&fake, route, &[("ABLY_QUERY_TIME", Some("true"))], &mut rec);
         fake.fail_always(Fault::status(503, 50300, "unavailable"));
-        let auth = format!("Bearer {}", if route == Route::Revoke { admin() } else { alice() });
-        let request = if route == Route::Revoke {
-            post(
-                path_of(route),
-                "application/json",
-                r#"{"clientIds":["bob"]}"#,
-                &[("authorization", &auth)],
-            )
-        } else {
-            get(path_of(route), "", &[("authorization", &auth)])
-        };
+        let request = valid_request(route);
         run(&service, route, "Ably's /time fails", request, &mut rec).await;
         fake.heal();
     }
@@ -828,17 +815,7 @@ async fn exercise() -> Record {
     let stranger = FakeAbly::start(&["devApp.devKey:another-secret"]).await;
     for route in [Route::AblyToken, Route::Revoke] {
         let service = service(&stranger, route, &[], &mut rec);
-        let auth = format!("Bearer {}", if route == Route::Revoke { admin() } else { alice() });
-        let request = if route == Route::Revoke {
-            post(
-                path_of(route),
-                "application/json",
-                r#"{"clientIds":["bob"]}"#,
-                &[("authorization", &auth)],
-            )
-        } else {
-            get(path_of(route), "", &[("authorization", &auth)])
-        };
+        let request = valid_request(route);
         run(&service, route, "Ably refuses the key", request, &mut rec).await;
     }
 
@@ -853,17 +830,7 @@ async fn exercise() -> Record {
             let mut deps = Deps::from_config(config, route).expect("deps");
             deps.keys = Arc::new(FailingKeys(failure.clone()));
             let service = Service::new(route, deps);
-            let auth = format!("Bearer {}", if route == Route::Revoke { admin() } else { alice() });
-            let request = if route == Route::Revoke {
-                post(
-                    path_of(route),
-                    "application/json",
-                    r#"{"clientIds":["bob"]}"#,
-                    &[("authorization", &auth)],
-                )
-            } else {
-                get(path_of(route), "", &[("authorization", &auth)])
-            };
+            let request = valid_request(route);
             run(&service, route, &format!("key source: {failure}"), request, &mut rec).await;
         }
     }
@@ -897,17 +864,7 @@ async fn exercise() -> Record {
                         continue;
                     }
                 };
-                let auth = format!("Bearer {}", if route == Route::Revoke { admin() } else { alice() });
-                let request = if route == Route::Revoke {
-                    post(
-                        path_of(route),
-                        "application/json",
-                        r#"{"clientIds":["bob"]}"#,
-                        &[("authorization", &auth)],
-                    )
-                } else {
-                    get(path_of(route), "", &[("authorization", &auth)])
-                };
+                let request = valid_request(route);
                 let label = format!(
                     "secret {what}{}",
                     if caller_from_store {
