@@ -30,6 +30,9 @@ pub enum IssueError {
         field: &'static str,
         message: Cow<'static, str>,
     },
+    /// The event itself cannot be read as an HTTP request (see [`crate::boundary`]).
+    #[error("the request cannot be processed: {0}")]
+    BadEvent(Cow<'static, str>),
     #[error("method {method} is not allowed here: use {allowed}")]
     MethodNotAllowed { method: String, allowed: &'static str },
     #[error("unsupported Content-Type {0:?}: send application/x-www-form-urlencoded or application/json")]
@@ -100,7 +103,7 @@ impl IssueError {
             | IssueError::ClientIdMismatch { .. }
             | IssueError::CapabilityDenied
             | IssueError::OriginNotAllowed(_) => 403,
-            IssueError::BadRequest { .. } => 400,
+            IssueError::BadRequest { .. } | IssueError::BadEvent(_) => 400,
             IssueError::MethodNotAllowed { .. } => 405,
             IssueError::PayloadTooLarge { .. } => 413,
             IssueError::UnsupportedMediaType(_) => 415,
@@ -119,7 +122,7 @@ impl IssueError {
             IssueError::ClientIdMismatch { .. } => 40102,
             IssueError::CapabilityDenied => 40160,
             IssueError::Forbidden(_) | IssueError::OriginNotAllowed(_) => 40300,
-            IssueError::BadRequest { .. } => 40000,
+            IssueError::BadRequest { .. } | IssueError::BadEvent(_) => 40000,
             IssueError::MethodNotAllowed { .. } => 40500,
             IssueError::PayloadTooLarge { .. } => 41300,
             IssueError::UnsupportedMediaType(_) => 41500,
@@ -149,6 +152,7 @@ impl IssueError {
             IssueError::ClientIdMismatch { .. } => "client_id_mismatch",
             IssueError::CapabilityDenied => "capability_denied",
             IssueError::BadRequest { .. } => "bad_request",
+            IssueError::BadEvent(_) => "bad_event",
             IssueError::MethodNotAllowed { .. } => "method_not_allowed",
             IssueError::UnsupportedMediaType(_) => "unsupported_media_type",
             IssueError::PayloadTooLarge { .. } => "payload_too_large",
@@ -193,6 +197,7 @@ mod tests {
             },
             IssueError::CapabilityDenied,
             IssueError::bad_request("ttl", "x"),
+            IssueError::BadEvent("x".into()),
             IssueError::MethodNotAllowed {
                 method: "PUT".into(),
                 allowed: "GET or POST",

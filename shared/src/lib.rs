@@ -10,6 +10,7 @@
 //! status and Ably error code; [`http`] is the only place that turns it into a response.
 
 pub mod ably_rest;
+pub mod boundary;
 pub mod caller;
 pub mod capability;
 pub mod clock;
@@ -26,9 +27,11 @@ pub mod log;
 pub mod params;
 pub mod policy;
 pub mod revoke;
+pub mod runtime;
 pub mod secret;
 pub mod secrets;
 pub mod service;
 pub mod token_request;
 
+pub use runtime::run;
 pub use service::{Route, Service};

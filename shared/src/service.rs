@@ -196,6 +196,23 @@ impl Service {
         respond(outcome, &request, &self.deps.cors)
     }
 
+    /// Answer a request whose event the [`crate::boundary`] refused: its problem, with the
+    /// usual headers (CORS, `no-store`), logged like any request with the reason.
+    pub fn refuse(&self, request: &Request, problem: IssueError) -> Response<Body> {
+        let started = Instant::now();
+        self.log_line(
+            request,
+            problem.outcome(),
+            problem.status(),
+            problem.code(),
+            None,
+            None,
+            Some(&problem.to_string()),
+            started,
+        );
+        respond(Err(problem), request, &self.deps.cors)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn log(
         &self,
@@ -207,6 +224,21 @@ impl Service {
         via: Option<&str>,
         started: Instant,
     ) {
+        self.log_line(request, outcome, status, code, client_id, via, None, started)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn log_line(
+        &self,
+        request: &Request,
+        outcome: &str,
+        status: u16,
+        code: u32,
+        client_id: Option<&str>,
+        via: Option<&str>,
+        error: Option<&str>,
+        started: Instant,
+    ) {
         tracing::info!(
             route = self.route.name(),
             method = request.method().as_str(),
@@ -215,6 +247,7 @@ impl Service {
             code,
             client_id,
             caller = via,
+            error,
             duration_us = started.elapsed().as_micros() as u64,
             "request"
         );

@@ -1,18 +1,8 @@
 //! `GET`/`POST /auth/token`: requests an Ably Token from Ably for the verified caller and answers its TokenDetails.
-//! All logic lives in the `shared` crate; this binary only initialises and runs.
-
-use lambda_http::{run, service_fn, Error, Request};
-use shared::{Route, Service};
+//! All logic lives in the `shared` crate (`shared::run`: logging, configuration, the event
+//! boundary and the request path); this binary only names its route.
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
-    shared::log::init();
-    let service = Service::from_env(Route::AblyToken)
-        .await
-        .inspect_err(|e| shared::log::startup_error(e))?;
-    let service = &service;
-    run(service_fn(move |request: Request| async move {
-        Ok::<_, Error>(service.handle(request).await)
-    }))
-    .await
+async fn main() -> Result<(), shared::runtime::Error> {
+    shared::run(shared::Route::AblyToken).await
 }
