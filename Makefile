@@ -184,7 +184,7 @@ perf-smoke: release tools-py ## coldstart, soak and capacity scripts on a few in
 # into .tools/cargo; the stable toolchain accepts its nightly flags with RUSTC_BOOTSTRAP=1.
 
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= params capability policy caller_token request
+FUZZ_TARGETS ?= params capability policy caller_token request event
 CARGO_FUZZ := $(TOOLS_DIR)/cargo/bin/cargo-fuzz
 CARGO_FUZZ_VERSION := 0.13.2
 

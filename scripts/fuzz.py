@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FUZZ = ROOT / "fuzz"
-TARGETS = ["params", "capability", "policy", "caller_token", "request"]
+TARGETS = ["params", "capability", "policy", "caller_token", "request", "event"]
 BUILD_FLAGS = ["-O", "-a", "-s", "none"]
 
 

@@ -1763,3 +1763,237 @@ pub fn request_statuses(data: &[u8]) -> Vec<(&'static str, u16)> {
     }
     statuses
 }
+
+// =======================================================================================
+// Target `event`
+
+/// A string that is mostly what a gateway sends for `what`, sometimes anything at all
+/// (control characters, quotes, spaces, non-ASCII), sometimes very long.
+fn field(u: &mut Unstructured<'_>, usual: &[&str]) -> AResult<String> {
+    Ok(match u.int_in_range(0..=9)? {
+        0..=5 => pick(u, usual)?.to_owned(),
+        6 | 7 => text(u, 4)?,
+        8 => u.arbitrary::<String>()?,
+        _ => {
+            let unit = pick(u, &["a", "\"", "%", " ", "é", "{", "#"])?;
+            unit.repeat(u.int_in_range(1_000..=70_000)?)
+        }
+    })
+}
+
+/// A raw query string as a client may type it: parameters with values not percent-encoded
+/// (`capability={"a":["subscribe"]}`), encoded, or anything at all.
+fn raw_query(u: &mut Unstructured<'_>) -> AResult<String> {
+    let mut parts = Vec::new();
+    for _ in 0..u.int_in_range(0..=4)? {
+        let name = param_name(u)?;
+        let value = param_value(u, &name)?;
+        parts.push(match u.int_in_range(0..=2)? {
+            0 => format!("{name}={value}"),
+            1 => format!("{}={}", uri_query(&name), uri_query(&value)),
+            _ => text(u, 3)?,
+        });
+    }
+    if u.ratio(1, 12)? {
+        parts.push(field(u, &["rnd=1"])?);
+    }
+    Ok(parts.join("&"))
+}
+
+/// Headers as a JSON object: the ones that matter (host, proto, credentials, origin,
+/// content type) with usual or arbitrary values, and arbitrary others.
+fn event_headers(u: &mut Unstructured<'_>, token: Option<&str>) -> AResult<Map<String, Value>> {
+    let mut headers = Map::new();
+    if u.ratio(7, 8)? {
+        let host = field(u, &["abc123.execute-api.eu-west-1.amazonaws.com", "localhost:9000"])?;
+        headers.insert("host".into(), json!(host));
+    }
+    if u.ratio(3, 4)? {
+        headers.insert("x-forwarded-proto".into(), json!(field(u, &["https", "http"])?));
+    }
+    if let Some(t) = token {
+        if u.ratio(3, 4)? {
+            headers.insert("authorization".into(), json!(format!("Bearer {t}")));
+        }
+    }
+    for (name, value) in extra_headers(u, token)? {
+        headers.insert(name, json!(String::from_utf8_lossy(&value)));
+    }
+    if u.ratio(1, 8)? {
+        headers.insert(text(u, 2)?, json!(text(u, 2)?));
+    }
+    Ok(headers)
+}
+
+/// A body and its `isBase64Encoded` flag: token parameters (form or JSON), a revoke body,
+/// base64 of those, or anything.
+fn event_body(u: &mut Unstructured<'_>) -> AResult<(Value, bool)> {
+    let text_body = match u.int_in_range(0..=5)? {
+        0 => return Ok((Value::Null, false)),
+        1 => form_encode(&[("capability".to_owned(), capability_text(u)?)]),
+        2 => revoke_body(u)?.to_string(),
+        3 => json!({"ttl": u.arbitrary::<u32>()?, "clientId": text(u, 2)?}).to_string(),
+        _ => text(u, 6)?,
+    };
+    Ok(match u.int_in_range(0..=3)? {
+        0 => (json!(STANDARD.encode(&text_body)), true),
+        1 => (json!(text_body), true),
+        _ => (json!(text_body), false),
+    })
+}
+
+/// One whole raw event: HTTP API payload 2.0, REST (payload 1.0), a Function URL event,
+/// one of those with a field of the wrong type, or arbitrary JSON.
+fn raw_event(u: &mut Unstructured<'_>, token: Option<&str>) -> AResult<String> {
+    if u.ratio(1, 20)? {
+        return Ok(String::from_utf8_lossy(u.bytes(u.len().min(512))?).into_owned());
+    }
+    let method = field(u, &["GET", "POST", "OPTIONS", "PUT"])?;
+    let path = field(u, &["/auth/jwt", "/auth/token-request", "/auth/token", "/auth/revoke"])?;
+    let stage = field(u, &["$default", "prod"])?;
+    let domain = field(u, &["abc123.execute-api.eu-west-1.amazonaws.com"])?;
+    let query = raw_query(u)?;
+    let headers = event_headers(u, token)?;
+    let (body, is_base64) = event_body(u)?;
+    let claims = claims(u)?;
+    let mut event = match u.int_in_range(0..=2)? {
+        // REST API: decoded query maps, single- and multi-value headers.
+        0 => {
+            let params: Map<String, Value> = form_urlencoded_pairs(&query)
+                .into_iter()
+                .map(|(k, v)| (k, json!(v)))
+                .collect();
+            let multi: Map<String, Value> = params.iter().map(|(k, v)| (k.clone(), json!([v]))).collect();
+            let multi_headers: Map<String, Value> = headers.iter().map(|(k, v)| (k.clone(), json!([v]))).collect();
+            json!({
+                "resource": path, "path": path, "httpMethod": method,
+                "headers": headers, "multiValueHeaders": multi_headers,
+                "queryStringParameters": params, "multiValueQueryStringParameters": multi,
+                "requestContext": {
+                    "accountId": "123456789012", "apiId": "abc123", "stage": stage, "domainName": domain,
+                    "httpMethod": method, "path": path, "requestId": "fuzz", "resourcePath": path,
+                    "authorizer": if u.ratio(1, 3)? { json!({"claims": claims}) } else { json!({"lambda": claims}) },
+                    "identity": {"sourceIp": "203.0.113.7"}
+                },
+                "body": body, "isBase64Encoded": is_base64
+            })
+        }
+        // HTTP API or Function URL: the raw query as the client sent it, cookies apart.
+        shape => {
+            let cookies: Vec<Value> = (0..u.int_in_range(0..=2)?)
+                .map(|_| {
+                    Ok(match (token, u.int_in_range(0..=2)?) {
+                        (Some(t), 0) => json!(format!("{COOKIE}={t}")),
+                        _ => json!(field(u, &["a=b"])?),
+                    })
+                })
+                .collect::<AResult<_>>()?;
+            let authorizer = if shape == 1 && u.ratio(1, 3)? {
+                json!({"jwt": {"claims": claims, "scopes": []}})
+            } else {
+                json!(null)
+            };
+            json!({
+                "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query,
+                "cookies": cookies, "headers": headers,
+                "requestContext": {
+                    "accountId": "123456789012", "apiId": "abc123", "authorizer": authorizer,
+                    "domainName": if shape == 2 { "abc.lambda-url.eu-west-1.on.aws".to_owned() } else { domain },
+                    "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "fuzz"},
+                    "requestId": "fuzz", "routeKey": "$default", "stage": stage, "time": "14/Nov/2023:22:13:20 +0000",
+                    "timeEpoch": 1700000000000u64
+                },
+                "body": body, "isBase64Encoded": is_base64
+            })
+        }
+    };
+    if u.ratio(1, 10)? {
+        // A field of the wrong type.
+        let name = pick(
+            u,
+            &[
+                "headers",
+                "body",
+                "isBase64Encoded",
+                "cookies",
+                "rawQueryString",
+                "requestContext",
+            ],
+        )?;
+        event[name] = pick(
+            u,
+            &[&json!(5), &json!([1]), &json!("x"), &json!({"a": 1}), &json!(null)],
+        )?
+        .clone();
+    }
+    Ok(event.to_string())
+}
+
+fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (p.to_owned(), String::new()),
+        })
+        .collect()
+}
+
+/// The Lambda answer (as serialized for API Gateway) back as an HTTP response, so that
+/// [`check_answer`] judges it like any other.
+fn answer_response(answer: &Value) -> Response<Body> {
+    let status = answer["statusCode"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("statusCode in {answer}"));
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() =
+        lambda_http::http::StatusCode::from_u16(status as u16).unwrap_or_else(|e| panic!("status {status}: {e}"));
+    let mut add = |name: &str, value: &str| {
+        let name = HeaderName::from_bytes(name.as_bytes()).unwrap_or_else(|e| panic!("header {name}: {e}"));
+        let value = HeaderValue::from_str(value).unwrap_or_else(|e| panic!("header value {value:?}: {e}"));
+        response.headers_mut().append(name, value);
+    };
+    if let Some(headers) = answer["headers"].as_object() {
+        for (name, value) in headers {
+            add(name, value.as_str().unwrap_or_else(|| panic!("header {name}: {value}")));
+        }
+    }
+    if let Some(headers) = answer["multiValueHeaders"].as_object() {
+        for (name, values) in headers {
+            for value in values.as_array().unwrap_or_else(|| panic!("header {name}: {values}")) {
+                add(name, value.as_str().unwrap_or_else(|| panic!("header {name}: {value}")));
+            }
+        }
+    }
+    let body = answer["body"].as_str().unwrap_or_default();
+    *response.body_mut() = if answer["isBase64Encoded"] == json!(true) {
+        Body::Binary(STANDARD.decode(body).unwrap_or_else(|e| panic!("base64 body: {e}")))
+    } else {
+        Body::Text(body.to_owned())
+    };
+    response
+}
+
+/// Target `event`: one arbitrary raw event through each route's entry point
+/// (`shared::runtime::answer`: the boundary, the real `lambda_http` conversion, the
+/// service), judged like the `request` target's answers. No input may panic (it would abort
+/// the function), answer a 5xx, or show a secret.
+pub fn event(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let Ok(token) = (match u.int_in_range(0..=2) {
+        Ok(0) | Err(_) => Ok(None),
+        Ok(_) => valid_token(&mut u).map(Some),
+    }) else {
+        return;
+    };
+    let Ok(raw) = raw_event(&mut u, token.as_deref()) else {
+        return;
+    };
+    let rt = &runtime().0;
+    for (route, service) in &services().0 {
+        let answer = rt.block_on(shared::runtime::answer(service, &raw, lambda_http::Context::default()));
+        let answer = serde_json::to_value(answer).unwrap_or_else(|e| panic!("the answer must serialize: {e}"));
+        check_answer(*route, &answer_response(&answer), token.as_deref());
+    }
+}

@@ -19,9 +19,15 @@ use std::convert::Infallible;
 /// refuses to start, naming the setting).
 pub async fn run(route: Route) -> Result<(), Error> {
     crate::log::init();
+    let started = std::time::Instant::now();
     let service = Service::from_env(route)
         .await
         .inspect_err(|e| crate::log::startup_error(e))?;
+    tracing::info!(
+        route = route.name(),
+        init_us = started.elapsed().as_micros() as u64,
+        "initialised: serving requests"
+    );
     let service = &service;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {
         Ok::<_, Infallible>(answer(service, event.payload.get(), event.context).await)

@@ -831,3 +831,149 @@ fn env_json_matches_the_dev_settings() {
         }
     }
 }
+
+// ---------------------------------------------------------------------- the runtime boundary
+
+/// `event` (a JSON event) with `edit` applied.
+fn edited(event: &str, edit: impl FnOnce(&mut Value)) -> String {
+    let mut value: Value = serde_json::from_str(event).expect("event JSON");
+    edit(&mut value);
+    value.to_string()
+}
+
+/// Raw events that once aborted the runtime (shared::boundary), each with its expected
+/// status: the unencoded capability typed into a curl command line is decoded (the caller's
+/// answer as for the encoded query), the rest is a 400.
+fn boundary_events(valid: &str) -> Vec<(&'static str, String, Option<u16>)> {
+    let v2 = std::fs::read_to_string(workspace().join("events/jwt-get-valid-caller.json")).expect("event");
+    let path = serde_json::from_str::<Value>(valid).expect("event")["rawPath"].clone();
+    let v2 = edited(&v2, |e| {
+        e["rawPath"] = path.clone();
+        e["requestContext"]["http"]["path"] = path.clone();
+    });
+    let rest = std::fs::read_to_string(workspace().join("events/authorizer-rest-lambda.json")).expect("event");
+    vec![
+        (
+            "unencoded capability in the query",
+            edited(&v2, |e| {
+                e["rawQueryString"] = json!(r#"capability={"chat:lobby":["subscribe"]}&rnd=1 2<3>"#)
+            }),
+            None,
+        ),
+        (
+            "query over 64 KiB",
+            edited(&v2, |e| {
+                e["rawQueryString"] = json!(format!("rnd={}", "\"".repeat(66_000)))
+            }),
+            Some(400),
+        ),
+        (
+            "Host header with a space",
+            edited(&v2, |e| e["headers"]["host"] = json!("a b")),
+            Some(400),
+        ),
+        (
+            "X-Forwarded-Proto that is no scheme",
+            edited(&v2, |e| e["headers"]["x-forwarded-proto"] = json!("h/s")),
+            Some(400),
+        ),
+        (
+            "body marked base64 that is not",
+            edited(&v2, |e| {
+                e["body"] = json!("%%%");
+                e["isBase64Encoded"] = json!(true);
+            }),
+            Some(400),
+        ),
+        (
+            "header value with a NUL",
+            edited(&v2, |e| e["headers"]["x-odd"] = json!("a\u{0}b")),
+            Some(400),
+        ),
+        (
+            "REST query over the URL limit",
+            edited(&rest, |e| {
+                e["path"] = path.clone();
+                e["queryStringParameters"] = json!({"capability": "x".repeat(20_000)});
+            }),
+            Some(400),
+        ),
+        (
+            "not an HTTP event",
+            r#"{"Records":[{"eventSource":"aws:sqs"}]}"#.to_owned(),
+            Some(400),
+        ),
+    ]
+}
+
+/// Every function, one container: after each raw event of the class that used to abort the
+/// runtime, the same container answers the next valid event as before, and the function
+/// initialised exactly once (one "initialised" log line, no runtime exit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the release binaries: make test-emulator"]
+async fn bad_raw_events_are_answered_without_restarting_the_container() {
+    let fake = FakeAbly::start(&[DEV_API_KEY]).await;
+    let url = fake.url();
+    for (path, function, logical_id, _) in FUNCTIONS {
+        let env = settings(logical_id, &[("ABLY_REST_URL", &url)]);
+        let valid = &events_for(path)[0].text;
+        let emulator = Emulator::start(function, &env).await;
+        let baseline = Answer::from_lambda(&emulator.invoke(valid).await);
+        let mut invocations = 1;
+        for (what, event, expected) in boundary_events(valid) {
+            let answer = Answer::from_lambda(&emulator.invoke(&event).await);
+            assert_contract(what, &answer);
+            match expected {
+                Some(status) => {
+                    assert_eq!(
+                        (answer.status, answer.code()),
+                        (status, 40000),
+                        "{function}, {what}: {}",
+                        answer.body
+                    );
+                    let message = answer.json()["error"]["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    assert!(
+                        message.starts_with("the request cannot be processed: "),
+                        "{what}: {message}"
+                    );
+                }
+                None => assert!(answer.status < 500, "{function}, {what}: {}", answer.body),
+            }
+            let next = Answer::from_lambda(&emulator.invoke(valid).await);
+            assert_eq!(next.status, baseline.status, "{function} after {what}: {}", next.body);
+            assert_eq!(next.header("content-type"), baseline.header("content-type"));
+            invocations += 2;
+        }
+        let logs = emulator.logs();
+        let inits = logs.matches("initialised: serving requests").count();
+        assert_eq!(inits, 1, "{function}: one init for {invocations} invocations:\n{logs}");
+        assert!(
+            !logs.contains("Runtime exited"),
+            "{function}: the runtime exited:\n{logs}"
+        );
+        let refused = logs
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| l["outcome"] == "bad_event")
+            .count();
+        assert_eq!(refused, 7, "{function}: one log line per refused event:\n{logs}");
+        eprintln!("{function}: {invocations} invocations, {inits} init");
+    }
+}
+
+/// The unencoded capability reaches issue-jwt decoded: the token carries exactly it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the release binaries: make test-emulator"]
+async fn an_unencoded_capability_in_the_query_is_issued_decoded() {
+    let env = settings("IssueJwtFunction", &[]);
+    let emulator = Emulator::start("issue-jwt", &env).await;
+    let valid = std::fs::read_to_string(workspace().join("events/jwt-get-valid-caller.json")).expect("event");
+    let (_, event, _) = boundary_events(&valid).remove(0);
+    let answer = Answer::from_lambda(&emulator.invoke(&event).await);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let (_, claims) = verify_ably_jwt(&answer.body, DEV_KEY_SECRET);
+    assert_eq!(claims["x-ably-capability"], json!(r#"{"chat:lobby":["subscribe"]}"#));
+}

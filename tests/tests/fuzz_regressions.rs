@@ -16,12 +16,13 @@ use std::path::PathBuf;
 /// A fuzz target's body: panics when the input breaks a property.
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 5] = [
+const TARGETS: [(&str, Target); 6] = [
     ("params", harness::params),
     ("capability", harness::capability),
     ("policy", harness::policy),
     ("caller_token", harness::caller_token),
     ("request", harness::request),
+    ("event", harness::event),
 ];
 
 fn fuzz_dir() -> PathBuf {
