@@ -9,11 +9,14 @@ use caller_support::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use shared::caller::fetch::ReqwestGet;
-use shared::caller::{CallerVerifier, Hs256Verifier, JwksSettings, JwksSource, JwksVerifier, VerifierChain};
+use shared::caller::{
+    CallerVerifier, Hs256Verifier, JwksSettings, JwksSource, JwksVerifier, VerifierChain, COLD_RETRY_INTERVAL,
+    FETCH_DEADLINE,
+};
 use shared::secret::SecretString;
 use shared::Service;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn rsa_key() -> &'static TestKey {
     static KEY: OnceLock<TestKey> = OnceLock::new();
@@ -57,6 +60,16 @@ impl Fixture {
 }
 
 async fn fixture_with(keys: &[&TestKey], source: fn(&JwksServer) -> JwksSource, audience_claim: &str) -> Fixture {
+    fixture_tuned(keys, source, audience_claim, FETCH_DEADLINE).await
+}
+
+/// A fixture whose key fetches (discovery and JWKS together) get `fetch_deadline`.
+async fn fixture_tuned(
+    keys: &[&TestKey],
+    source: fn(&JwksServer) -> JwksSource,
+    audience_claim: &str,
+    fetch_deadline: Duration,
+) -> Fixture {
     let server = JwksServer::start(jwks(keys)).await;
     let clock = ManualClock::new();
     let verifier = Arc::new(
@@ -70,7 +83,8 @@ async fn fixture_with(keys: &[&TestKey], source: fn(&JwksServer) -> JwksSource, 
             Arc::new(ReqwestGet::new(shared::http_client::build().unwrap())),
             Arc::new(clock.clone()),
         )
-        .unwrap(),
+        .unwrap()
+        .with_fetch_deadline(fetch_deadline),
     );
     let service = service(VerifierChain::new(vec![Box::new(verifier.clone())]), POLICY);
     Fixture {
@@ -499,6 +513,136 @@ async fn jwks_answering_garbage_at_cold_start_gets_503() {
         .set_jwks(json!({"keys": [{"kty": "oct", "kid": "rsa-1", "k": "c2VjcmV0"}]}).to_string());
     f.clock.advance(Duration::from_secs(6));
     assert_error(&f.call(&rsa_key().sign(&f.claims("a"))).await, 503, 50300, "JWKS");
+}
+
+/// One request's answer and how long it took.
+async fn timed_call(f: &Fixture, token: &str) -> (lambda_http::Response<lambda_http::Body>, Duration) {
+    let started = Instant::now();
+    let response = f.call(token).await;
+    (response, started.elapsed())
+}
+
+#[tokio::test]
+async fn jwks_hanging_at_cold_start_gets_503_at_the_fetch_deadline_then_503_at_once() {
+    let deadline = Duration::from_millis(300);
+    let f = fixture_tuned(&[rsa_key()], |s| JwksSource::Url(s.jwks_url()), "aud", deadline).await;
+    f.server.set_jwks_hangs(true);
+    let token = rsa_key().sign(&f.claims("alice"));
+
+    let (response, first) = timed_call(&f, &token).await;
+    assert_error(&response, 503, 50300, "JWKS");
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry_after > 0);
+    assert!(first >= deadline && first < Duration::from_secs(2), "{first:?}");
+
+    // Known down: answered at once, without touching the identity provider.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let (response, took) = timed_call(&f, &token).await;
+        assert_error(&response, 503, 50300, "retry in");
+        slowest = slowest.max(took);
+    }
+    eprintln!("hanging JWKS, deadline {deadline:?}: first request {first:?}, slowest of the next 10 {slowest:?}");
+    assert!(slowest < Duration::from_millis(100), "{slowest:?}");
+    assert_eq!(f.server.jwks_fetches(), 1);
+    assert_eq!(f.verifier.fetch_count(), 1);
+
+    // After the window (counted from the end of the attempt), the recovered JWKS is used.
+    f.server.set_jwks_hangs(false);
+    f.clock.advance(COLD_RETRY_INTERVAL + Duration::from_secs(1));
+    issued_claims(&f.call(&token).await);
+    assert_eq!(f.server.jwks_fetches(), 2);
+}
+
+#[tokio::test]
+async fn jwks_hanging_while_warm_costs_one_request_one_deadline_then_cached_keys_at_once() {
+    let deadline = Duration::from_millis(300);
+    let f = fixture_tuned(&[rsa_key()], |s| JwksSource::Url(s.jwks_url()), "aud", deadline).await;
+    let token = rsa_key().sign(&f.claims("alice"));
+    issued_claims(&f.call(&token).await);
+
+    // Expired and hanging: the refreshing request waits for the deadline, then uses the
+    // cached keys; the next ones use them at once.
+    f.server.set_jwks_hangs(true);
+    f.clock.advance(Duration::from_secs(601));
+    let (response, first) = timed_call(&f, &token).await;
+    issued_claims(&response);
+    assert!(first >= deadline && first < Duration::from_secs(2), "{first:?}");
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let (response, took) = timed_call(&f, &token).await;
+        issued_claims(&response);
+        slowest = slowest.max(took);
+    }
+    eprintln!(
+        "warm, hanging JWKS, deadline {deadline:?}: refreshing request {first:?}, slowest of the next 10 {slowest:?}"
+    );
+    assert!(slowest < Duration::from_millis(100), "{slowest:?}");
+    assert_eq!(f.server.jwks_fetches(), 2);
+}
+
+#[tokio::test]
+async fn slow_discovery_and_a_hanging_jwks_are_bounded_by_one_fetch_deadline() {
+    let deadline = Duration::from_millis(500);
+    let f = fixture_tuned(&[rsa_key()], |_| JwksSource::Discover, "aud", deadline).await;
+    f.server.set_discovery_delay(Duration::from_millis(300));
+    f.server.set_jwks_hangs(true);
+    let token = rsa_key().sign(&f.claims("alice"));
+
+    // Discovery (300 ms) and the hanging JWKS share one deadline: not 300 ms plus the
+    // HTTP client's 5 s timeout.
+    let (response, first) = timed_call(&f, &token).await;
+    assert_error(&response, 503, 50300, "JWKS");
+    assert!(first >= deadline && first < Duration::from_millis(1500), "{first:?}");
+    let (response, next) = timed_call(&f, &token).await;
+    assert_error(&response, 503, 50300, "JWKS");
+    eprintln!("300 ms discovery + hanging JWKS, deadline {deadline:?}: first request {first:?}, next {next:?}");
+    assert!(next < Duration::from_millis(100), "{next:?}");
+    assert_eq!((f.server.discovery_fetches(), f.server.jwks_fetches()), (1, 1));
+
+    // Recovered: the discovered URL is reused, discovery is not repeated.
+    f.server.set_jwks_hangs(false);
+    f.clock.advance(COLD_RETRY_INTERVAL + Duration::from_secs(1));
+    issued_claims(&f.call(&token).await);
+    assert_eq!(
+        f.server.discovery_fetches(),
+        1,
+        "a JWKS failure must not redo discovery"
+    );
+    assert_eq!(f.server.jwks_fetches(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_idp_is_known_down_requests_do_not_queue_behind_the_retry() {
+    let deadline = Duration::from_millis(400);
+    let f = Arc::new(fixture_tuned(&[rsa_key()], |s| JwksSource::Url(s.jwks_url()), "aud", deadline).await);
+    f.server.set_jwks_hangs(true);
+    let token = Arc::new(rsa_key().sign(&f.claims("alice")));
+    assert_error(&f.call(&token).await, 503, 50300, "JWKS");
+
+    // The window is over: one request retries and hangs until the deadline…
+    f.clock.advance(COLD_RETRY_INTERVAL + Duration::from_secs(1));
+    let retry = {
+        let (f, token) = (f.clone(), token.clone());
+        tokio::spawn(async move {
+            let (response, took) = timed_call(&f, &token).await;
+            (response.status().as_u16(), took)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // …and the requests arriving meanwhile answer at once.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let (response, took) = timed_call(&f, &token).await;
+        assert_error(&response, 503, 50300, "JWKS");
+        slowest = slowest.max(took);
+    }
+    let (status, retry_took) = retry.await.unwrap();
+    eprintln!("retrying request {retry_took:?}; slowest request during it {slowest:?}");
+    assert_eq!(status, 503);
+    assert!(retry_took >= deadline, "{retry_took:?}");
+    assert!(slowest < Duration::from_millis(100), "{slowest:?}");
+    assert_eq!(f.server.jwks_fetches(), 2);
 }
 
 // --- discovery -------------------------------------------------------------------------

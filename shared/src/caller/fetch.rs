@@ -27,6 +27,9 @@ pub enum FetchError {
     Malformed { url: String, reason: String },
     #[error("{url} is not allowed: {reason}")]
     Insecure { url: String, reason: &'static str },
+    /// The attempt's overall deadline (discovery and JWKS together) passed.
+    #[error("{url} did not answer within the {budget_ms} ms one key fetch may take (discovery and JWKS together); check that the identity provider is up and reachable from the function")]
+    Timeout { url: String, budget_ms: u64 },
 }
 
 /// `GET url`, answering the body of a 2xx response.

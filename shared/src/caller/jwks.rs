@@ -15,6 +15,16 @@
 //!   `kid` refetches at most once per [`MIN_REFETCH_INTERVAL`]; an outage while warm keeps
 //!   serving the cached keys (for up to [`MAX_STALENESS`] past their expiry); cold and
 //!   unreachable is [`CallerError::Unavailable`] (503, retriable).
+//! - A degraded identity provider stays cheap: one attempt (discovery and JWKS together)
+//!   gets at most [`FETCH_DEADLINE`]; the fail-fast windows ([`COLD_RETRY_INTERVAL`] cold,
+//!   [`MIN_REFETCH_INTERVAL`] warm) count from the *end* of a failed attempt, so a request
+//!   arriving inside one answers at once (503, or the cached keys) without touching the
+//!   network; and while the provider is known to be down, only the one request that
+//!   retries waits for it — the others answer at once instead of queueing behind it.
+//! - Discovery ([`JwksSource::Discover`]) runs once: the `jwks_uri` it finds is kept, also
+//!   across JWKS failures, and looked up again only after fetches from it have been failing
+//!   for [`REDISCOVER_AFTER`] (then at most once per that interval), in case the provider
+//!   moved its keys.
 
 use super::fetch::{check_secure_url, FetchError, HttpGet};
 use super::{
@@ -39,8 +49,15 @@ pub const MIN_MAX_AGE: Duration = Duration::from_secs(60);
 pub const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 /// An unknown `kid`, or a failed refresh while warm, refetches at most this often.
 pub const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
-/// After a failed fetch with nothing cached, requests fail fast (503) for this long.
+/// After a failed fetch with nothing cached, requests fail fast (503) for this long,
+/// counted from the end of the failed attempt.
 pub const COLD_RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// The most one fetch attempt (discovery and JWKS together) may take, whatever the HTTP
+/// client's own timeouts. With the Ably call of the token routes (5 s at most) a request
+/// stays under the 10 s the SDKs (and the function timeout) allow.
+pub const FETCH_DEADLINE: Duration = Duration::from_secs(3);
+/// A discovered `jwks_uri` that has been failing this long is looked up again.
+pub const REDISCOVER_AFTER: Duration = Duration::from_secs(10 * 60);
 /// Cached keys are served through an outage for at most this long past their expiry.
 pub const MAX_STALENESS: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -263,26 +280,30 @@ struct Cache {
     keys: Option<Arc<KeySet>>,
     /// When the keys expire (ms, the injected clock).
     fresh_until_ms: u64,
-    /// Start of the last fetch attempt, successful or not.
-    last_attempt_ms: Option<u64>,
-    last_failed: bool,
-    /// Start of the last fetch made for an unknown `kid` (rate-limited).
+    /// End of the last attempt if it failed (timed out or errored); `None` after a success.
+    /// The fail-fast windows count from here, so a slow failure does not use up its own
+    /// window.
+    failed_at_ms: Option<u64>,
+    /// Start of the first attempt of the current run of failures (or of the last
+    /// re-discovery during it): when to look the `jwks_uri` up again.
+    failing_since_ms: Option<u64>,
+    /// End of the last fetch made for an unknown `kid` (rate-limited).
     last_kid_refetch_ms: Option<u64>,
     /// Incremented when an attempt completes: a waiter that sees it move shares that attempt.
     generation: u64,
-    /// The `jwks_uri` found by discovery.
+    /// The `jwks_uri` found by discovery; kept across failures.
     discovered_url: Option<String>,
     fetches: u64,
+    discoveries: u64,
 }
 
 struct Snapshot {
     keys: Option<Arc<KeySet>>,
     fresh: bool,
     generation: u64,
-    /// A fetch was attempted less than this many ms ago (`None`: never).
-    since_attempt_ms: Option<u64>,
+    /// The last attempt failed, and ended this many ms ago (`None`: it succeeded, or none yet).
+    since_failure_ms: Option<u64>,
     since_kid_refetch_ms: Option<u64>,
-    last_failed: bool,
     stale_for_ms: u64,
 }
 
@@ -322,6 +343,8 @@ pub struct JwksVerifier {
     cache: Mutex<Cache>,
     /// Single flight: held for the duration of one fetch.
     refresh: tokio::sync::Mutex<()>,
+    /// [`FETCH_DEADLINE`] unless set with [`JwksVerifier::with_fetch_deadline`].
+    fetch_deadline: Duration,
 }
 
 impl std::fmt::Debug for JwksVerifier {
@@ -391,7 +414,15 @@ impl JwksVerifier {
             clock,
             cache: Mutex::new(Cache::default()),
             refresh: tokio::sync::Mutex::new(()),
+            fetch_deadline: FETCH_DEADLINE,
         })
+    }
+
+    /// Give one fetch attempt (discovery and JWKS together) `deadline` instead of
+    /// [`FETCH_DEADLINE`] (tests use a fraction of a second).
+    pub fn with_fetch_deadline(mut self, deadline: Duration) -> Self {
+        self.fetch_deadline = deadline;
+        self
     }
 
     pub fn settings(&self) -> &JwksSettings {
@@ -401,6 +432,11 @@ impl JwksVerifier {
     /// How many JWKS fetches this verifier has attempted (diagnostics and tests).
     pub fn fetch_count(&self) -> u64 {
         self.lock().fetches
+    }
+
+    /// How many OpenID discovery lookups this verifier has attempted (diagnostics and tests).
+    pub fn discovery_count(&self) -> u64 {
+        self.lock().discoveries
     }
 
     fn lock(&self) -> MutexGuard<'_, Cache> {
@@ -415,9 +451,8 @@ impl JwksVerifier {
             keys: cache.keys.clone(),
             fresh: now_ms < cache.fresh_until_ms,
             generation: cache.generation,
-            since_attempt_ms: cache.last_attempt_ms.map(|t| now_ms.saturating_sub(t)),
+            since_failure_ms: cache.failed_at_ms.map(|t| now_ms.saturating_sub(t)),
             since_kid_refetch_ms: cache.last_kid_refetch_ms.map(|t| now_ms.saturating_sub(t)),
-            last_failed: cache.last_failed,
             stale_for_ms: now_ms.saturating_sub(cache.fresh_until_ms),
         }
     }
@@ -489,12 +524,15 @@ impl JwksVerifier {
         let snap = self.snapshot(now);
         let within = |since: Option<u64>, limit: Duration| since.is_some_and(|t| t < ms(limit));
 
+        // The provider is known to be down: the last attempt failed.
+        let known_down = snap.since_failure_ms.is_some();
+
         let Some(keys) = snap.keys else {
             // Cold: fetch, unless a fetch just failed (fail fast instead of queueing).
-            if snap.last_failed && within(snap.since_attempt_ms, COLD_RETRY_INTERVAL) {
+            if within(snap.since_failure_ms, COLD_RETRY_INTERVAL) {
                 return Err(CallerError::Unavailable(WHAT.into()));
             }
-            self.refresh(snap.generation, Reason::Cold).await;
+            self.refresh(snap.generation, Reason::Cold, known_down).await;
             return match self.snapshot(self.clock.now_ms()).keys {
                 Some(keys) => lookup(keys, kid, alg),
                 None => Err(CallerError::Unavailable(WHAT.into())),
@@ -507,15 +545,15 @@ impl JwksVerifier {
                 return lookup(keys, kid, alg);
             }
             // An unknown kid: perhaps a rotation. Refetch, at most once a minute.
-            self.refresh(snap.generation, Reason::UnknownKid).await;
+            self.refresh(snap.generation, Reason::UnknownKid, known_down).await;
             let keys = self.snapshot(self.clock.now_ms()).keys.unwrap_or(keys);
             return lookup(keys, kid, alg);
         }
 
         // Expired: refresh, unless that just failed (then serve the cached keys).
-        if !(snap.last_failed && within(snap.since_attempt_ms, MIN_REFETCH_INTERVAL)) {
+        if !within(snap.since_failure_ms, MIN_REFETCH_INTERVAL) {
             let reason = if found { Reason::Expired } else { Reason::UnknownKid };
-            self.refresh(snap.generation, reason).await;
+            self.refresh(snap.generation, reason, known_down).await;
         }
         let after = self.snapshot(self.clock.now_ms());
         if !after.fresh && after.stale_for_ms > ms(MAX_STALENESS) {
@@ -529,11 +567,12 @@ impl JwksVerifier {
     }
 
     /// Fetch the JWKS once, shared by everyone waiting: `observed` is the generation the
-    /// caller saw; if an attempt completed since, it is shared instead of repeated. With
-    /// [`Reason::Expired`] the caller has a usable (stale) key and does not queue behind a
-    /// fetch already running.
-    async fn refresh(&self, observed: u64, reason: Reason) {
-        let _guard = if reason == Reason::Expired {
+    /// caller saw; if an attempt completed since, it is shared instead of repeated. A caller
+    /// that can answer without it (a usable stale key, [`Reason::Expired`]) or that would
+    /// only wait on a provider `known_down` does not queue behind an attempt already
+    /// running: it answers from the cache at once.
+    async fn refresh(&self, observed: u64, reason: Reason, known_down: bool) {
+        let _guard = if reason == Reason::Expired || known_down {
             match self.refresh.try_lock() {
                 Ok(guard) => guard,
                 Err(_) => return,
@@ -542,23 +581,32 @@ impl JwksVerifier {
             self.refresh.lock().await
         };
         let started = self.clock.now_ms();
-        let url = {
+        let (known_url, rediscover) = {
             let mut cache = self.lock();
             if cache.generation != observed {
                 return;
             }
-            cache.last_attempt_ms = Some(started);
-            if reason == Reason::UnknownKid {
-                cache.last_kid_refetch_ms = Some(started);
-            }
             cache.fetches += 1;
-            cache.discovered_url.clone()
+            let rediscover = cache.discovered_url.is_some()
+                && cache
+                    .failing_since_ms
+                    .is_some_and(|t| started.saturating_sub(t) >= ms(REDISCOVER_AFTER));
+            if rediscover {
+                // At most one re-discovery per REDISCOVER_AFTER while the failures go on.
+                cache.failing_since_ms = Some(started);
+            }
+            (cache.discovered_url.clone(), rediscover)
         };
-        let outcome = self.fetch(url).await;
+        let deadline = tokio::time::Instant::now() + self.fetch_deadline;
+        let outcome = self.fetch(known_url, rediscover, deadline).await;
+        let ended = self.clock.now_ms();
         let mut cache = self.lock();
         cache.generation += 1;
+        if reason == Reason::UnknownKid {
+            cache.last_kid_refetch_ms = Some(ended);
+        }
         match outcome {
-            Ok((keys, max_age, discovered)) => {
+            Ok((keys, max_age)) => {
                 let lifetime = max_age.unwrap_or(DEFAULT_MAX_AGE).clamp(MIN_MAX_AGE, MAX_MAX_AGE);
                 tracing::info!(
                     keys = keys.len(),
@@ -567,38 +615,81 @@ impl JwksVerifier {
                 );
                 cache.keys = Some(Arc::new(keys));
                 cache.fresh_until_ms = started.saturating_add(ms(lifetime));
-                cache.last_failed = false;
-                if discovered.is_some() {
-                    cache.discovered_url = discovered;
-                }
+                cache.failed_at_ms = None;
+                cache.failing_since_ms = None;
             }
             Err(e) => {
-                cache.last_failed = true;
+                cache.failed_at_ms = Some(ended);
+                cache.failing_since_ms.get_or_insert(started);
                 if cache.keys.is_some() {
-                    tracing::warn!(error = %e, "cannot refresh the JWKS; serving the cached keys");
+                    tracing::warn!(
+                        error = %e,
+                        attempt_ms = ended.saturating_sub(started),
+                        "cannot refresh the JWKS; serving the cached keys"
+                    );
                 } else {
-                    tracing::error!(error = %e, "cannot fetch the JWKS; bearer tokens get 503 until it is reachable");
+                    tracing::error!(
+                        error = %e,
+                        attempt_ms = ended.saturating_sub(started),
+                        "cannot fetch the JWKS; bearer tokens get 503 until it is reachable"
+                    );
                 }
             }
         }
     }
 
-    /// Resolve the URL (discovery on first need) and fetch and parse the key set.
+    /// Resolve the URL (discovery when none is known yet, or when `rediscover`) and fetch
+    /// and parse the key set, all before `deadline`. A URL found by discovery is kept at
+    /// once, so a JWKS failure after it does not repeat the discovery.
     async fn fetch(
         &self,
-        discovered: Option<String>,
-    ) -> Result<(KeySet, Option<Duration>, Option<String>), FetchError> {
-        let (url, newly_discovered) = match (&self.settings.source, discovered) {
-            (JwksSource::Url(url), _) => (url.clone(), None),
-            (JwksSource::Discover, Some(url)) => (url, None),
-            (JwksSource::Discover, None) => {
-                let url = discovery::jwks_uri(self.http.as_ref(), &self.settings.issuer).await?;
-                (url.clone(), Some(url))
+        known_url: Option<String>,
+        rediscover: bool,
+        deadline: tokio::time::Instant,
+    ) -> Result<(KeySet, Option<Duration>), FetchError> {
+        let url = match (&self.settings.source, known_url) {
+            (JwksSource::Url(url), _) => url.clone(),
+            (JwksSource::Discover, Some(url)) if !rediscover => url,
+            (JwksSource::Discover, _) => {
+                if rediscover {
+                    tracing::warn!(
+                        failing_for_at_least_seconds = REDISCOVER_AFTER.as_secs(),
+                        "the JWKS URL found by discovery keeps failing; looking it up again"
+                    );
+                }
+                self.lock().discoveries += 1;
+                let lookup = discovery::jwks_uri(self.http.as_ref(), &self.settings.issuer);
+                let url = within_deadline(
+                    deadline,
+                    self.fetch_deadline,
+                    discovery::discovery_url(&self.settings.issuer),
+                    lookup,
+                )
+                .await?;
+                self.lock().discovered_url = Some(url.clone());
+                url
             }
         };
-        let document = self.http.get(&url).await?;
+        let document = within_deadline(deadline, self.fetch_deadline, url.clone(), self.http.get(&url)).await?;
         let keys = KeySet::parse(&document.body).map_err(|reason| FetchError::Malformed { url, reason })?;
-        Ok((keys, document.max_age, newly_discovered))
+        Ok((keys, document.max_age))
+    }
+}
+
+/// `work`, or [`FetchError::Timeout`] for `url` once `deadline` (`budget` after the
+/// attempt's start) has passed.
+async fn within_deadline<T>(
+    deadline: tokio::time::Instant,
+    budget: Duration,
+    url: String,
+    work: impl std::future::Future<Output = Result<T, FetchError>>,
+) -> Result<T, FetchError> {
+    match tokio::time::timeout_at(deadline, work).await {
+        Ok(result) => result,
+        Err(_) => Err(FetchError::Timeout {
+            url,
+            budget_ms: ms(budget),
+        }),
     }
 }
 
@@ -628,6 +719,7 @@ impl CallerVerifier for JwksVerifier {
 mod tests {
     use super::*;
     use crate::caller::fetch::Document;
+    use crate::error::IssueError;
     use aws_lc_rs::rand::SystemRandom;
     use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
     use jsonwebtoken::{EncodingKey, Header};
@@ -721,6 +813,312 @@ mod tests {
 
     fn advance(clock: &TestClock, by: Duration) {
         clock.0.fetch_add(ms(by), Ordering::SeqCst);
+    }
+
+    const KEYS_URL: &str = "https://idp.example/keys";
+    const MOVED_KEYS_URL: &str = "https://keys.idp.example/jwks";
+    const DISCOVERY_URL: &str = "https://idp.example/.well-known/openid-configuration";
+
+    /// How a fake endpoint answers one request.
+    #[derive(Clone)]
+    enum Answer {
+        Now(Result<Document, FetchError>),
+        /// After this much real time.
+        After(Duration, Result<Document, FetchError>),
+        /// Fails once this much test-clock time has passed (a slow timeout).
+        SlowFailure(Duration),
+        /// Never.
+        Hang,
+    }
+
+    /// A fake identity provider: scripted answers per URL (the last one forever), counting
+    /// the calls to each.
+    struct Idp {
+        clock: Arc<TestClock>,
+        routes: Mutex<std::collections::HashMap<String, VecDeque<Answer>>>,
+        calls: Mutex<std::collections::HashMap<String, u64>>,
+    }
+
+    impl Idp {
+        fn set(&self, url: &str, answers: Vec<Answer>) {
+            self.routes.lock().unwrap().insert(url.to_owned(), answers.into());
+        }
+
+        fn calls(&self, url: &str) -> u64 {
+            self.calls.lock().unwrap().get(url).copied().unwrap_or(0)
+        }
+    }
+
+    impl HttpGet for Idp {
+        fn get<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Document, FetchError>> {
+            *self.calls.lock().unwrap().entry(url.to_owned()).or_default() += 1;
+            let answer = {
+                let mut routes = self.routes.lock().unwrap();
+                let answers = routes.get_mut(url).unwrap_or_else(|| panic!("unexpected GET {url}"));
+                if answers.len() > 1 {
+                    answers.pop_front().unwrap()
+                } else {
+                    answers.front().cloned().unwrap()
+                }
+            };
+            match answer {
+                Answer::Now(result) => Box::pin(std::future::ready(result)),
+                Answer::After(delay, result) => Box::pin(async move {
+                    tokio::time::sleep(delay).await;
+                    result
+                }),
+                Answer::SlowFailure(takes) => {
+                    advance(&self.clock, takes);
+                    Box::pin(std::future::ready(Err(FetchError::Unreachable {
+                        url: url.to_owned(),
+                        reason: "timed out".into(),
+                    })))
+                }
+                Answer::Hang => Box::pin(std::future::pending()),
+            }
+        }
+    }
+
+    fn idp_verifier(source: JwksSource, deadline: Duration) -> (JwksVerifier, Arc<Idp>, Arc<TestClock>) {
+        let clock = Arc::new(TestClock(AtomicU64::new(1_700_000_000_000)));
+        let idp = Arc::new(Idp {
+            clock: clock.clone(),
+            routes: Mutex::default(),
+            calls: Mutex::default(),
+        });
+        let settings = JwksSettings {
+            source,
+            issuer: ISSUER.into(),
+            audiences: vec!["app".into()],
+            audience_claim: "aud".into(),
+        };
+        let verifier = JwksVerifier::new(settings, idp.clone(), clock.clone())
+            .unwrap()
+            .with_fetch_deadline(deadline);
+        (verifier, idp, clock)
+    }
+
+    fn configuration(jwks_uri: &str) -> Answer {
+        Answer::Now(Ok(Document {
+            body: json!({"issuer": ISSUER, "jwks_uri": jwks_uri}).to_string().into_bytes(),
+            max_age: None,
+        }))
+    }
+
+    fn assert_unavailable(verdict: Verdict) {
+        match verdict {
+            Verdict::Rejected(e @ CallerError::Unavailable(_)) => {
+                let issue = IssueError::from(e);
+                assert_eq!((issue.status(), issue.code()), (503, 50300));
+                assert!(issue.retry_after_seconds().is_some_and(|s| s > 0));
+            }
+            other => panic!("expected Unavailable (503 50300), got {other:?}"),
+        }
+    }
+
+    /// `verify`, and how long it took.
+    async fn timed(verifier: &JwksVerifier, token: &str) -> (Verdict, Duration) {
+        let started = std::time::Instant::now();
+        let verdict = verifier.verify(token).await;
+        (verdict, started.elapsed())
+    }
+
+    #[tokio::test]
+    async fn cold_fail_fast_window_counts_from_the_end_of_a_slow_failed_attempt() {
+        let (key, jwk) = ed25519();
+        let (verifier, idp, clock) = idp_verifier(JwksSource::Url(KEYS_URL.into()), FETCH_DEADLINE);
+        idp.set(KEYS_URL, vec![Answer::SlowFailure(Duration::from_secs(5))]);
+        let token = token(&key);
+        assert_unavailable(verifier.verify(&token).await);
+        assert_eq!(idp.calls(KEYS_URL), 1);
+
+        // 5 s after the attempt started, 0 s after it ended: still inside the window.
+        let (verdict, took) = timed(&verifier, &token).await;
+        assert_unavailable(verdict);
+        eprintln!("fail-fast answer right after a 5 s failed attempt: {took:?}");
+        assert!(took < Duration::from_millis(100), "{took:?}");
+        assert_eq!(idp.calls(KEYS_URL), 1, "no new attempt inside the window");
+
+        advance(&clock, COLD_RETRY_INTERVAL - Duration::from_millis(100));
+        assert_unavailable(verifier.verify(&token).await);
+        assert_eq!(idp.calls(KEYS_URL), 1);
+
+        // The window is over: one new attempt, which succeeds.
+        advance(&clock, Duration::from_millis(200));
+        idp.set(KEYS_URL, vec![Answer::Now(ok(&jwk))]);
+        assert!(matches!(verifier.verify(&token).await, Verdict::Verified(_)));
+        assert_eq!(idp.calls(KEYS_URL), 2);
+    }
+
+    #[tokio::test]
+    async fn warm_refetch_window_counts_from_the_end_of_a_slow_failed_refresh() {
+        let (key, jwk) = ed25519();
+        let (verifier, idp, clock) = idp_verifier(JwksSource::Url(KEYS_URL.into()), FETCH_DEADLINE);
+        idp.set(
+            KEYS_URL,
+            vec![Answer::Now(ok(&jwk)), Answer::SlowFailure(Duration::from_secs(5))],
+        );
+        let token = token(&key);
+        assert!(matches!(verifier.verify(&token).await, Verdict::Verified(_)));
+
+        // Expired; the refresh fails after 5 s and the cached keys are served.
+        advance(&clock, DEFAULT_MAX_AGE + Duration::from_secs(1));
+        assert!(matches!(verifier.verify(&token).await, Verdict::Verified(_)));
+        assert_eq!(idp.calls(KEYS_URL), 2);
+
+        // 63 s after that attempt started, 58 s after it ended: no new attempt yet.
+        advance(&clock, MIN_REFETCH_INTERVAL - Duration::from_secs(2));
+        assert!(matches!(verifier.verify(&token).await, Verdict::Verified(_)));
+        assert_eq!(idp.calls(KEYS_URL), 2);
+
+        advance(&clock, Duration::from_secs(3));
+        assert!(matches!(verifier.verify(&token).await, Verdict::Verified(_)));
+        assert_eq!(idp.calls(KEYS_URL), 3);
+    }
+
+    #[tokio::test]
+    async fn a_hanging_jwks_is_cut_off_at_the_fetch_deadline_then_requests_fail_fast() {
+        let (key, _) = ed25519();
+        let deadline = Duration::from_millis(200);
+        let (verifier, idp, _) = idp_verifier(JwksSource::Url(KEYS_URL.into()), deadline);
+        idp.set(KEYS_URL, vec![Answer::Hang]);
+        let token = token(&key);
+
+        let (verdict, took) = timed(&verifier, &token).await;
+        assert_unavailable(verdict);
+        eprintln!("cold request against a hanging JWKS (deadline {deadline:?}): {took:?}");
+        assert!(took >= deadline && took < Duration::from_secs(2), "{took:?}");
+
+        for _ in 0..10 {
+            let (verdict, took) = timed(&verifier, &token).await;
+            assert_unavailable(verdict);
+            assert!(took < Duration::from_millis(100), "{took:?}");
+        }
+        assert_eq!(idp.calls(KEYS_URL), 1);
+        assert_eq!(verifier.fetch_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn slow_discovery_and_a_hanging_jwks_share_one_deadline() {
+        let (key, _) = ed25519();
+        let deadline = Duration::from_millis(300);
+        let (verifier, idp, _) = idp_verifier(JwksSource::Discover, deadline);
+        let Answer::Now(document) = configuration(KEYS_URL) else {
+            unreachable!()
+        };
+        idp.set(DISCOVERY_URL, vec![Answer::After(Duration::from_millis(200), document)]);
+        idp.set(KEYS_URL, vec![Answer::Hang]);
+
+        let (verdict, took) = timed(&verifier, &token(&key)).await;
+        assert_unavailable(verdict);
+        eprintln!("200 ms discovery + hanging JWKS (deadline {deadline:?}): {took:?}");
+        // One budget for both: not 200 ms + another 300 ms.
+        assert!(
+            took >= deadline && took < deadline + Duration::from_millis(150),
+            "{took:?}"
+        );
+        assert_eq!((idp.calls(DISCOVERY_URL), idp.calls(KEYS_URL)), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_discovered_jwks_uri_is_kept_across_a_jwks_failure() {
+        let (key, jwk) = ed25519();
+        let (verifier, idp, clock) = idp_verifier(JwksSource::Discover, FETCH_DEADLINE);
+        idp.set(DISCOVERY_URL, vec![configuration(KEYS_URL)]);
+        idp.set(KEYS_URL, vec![Answer::Now(down()), Answer::Now(ok(&jwk))]);
+        let token = token(&key);
+
+        assert_unavailable(verifier.verify(&token).await);
+        advance(&clock, COLD_RETRY_INTERVAL + Duration::from_secs(1));
+        assert!(matches!(verifier.verify(&token).await, Verdict::Verified(_)));
+        assert_eq!(idp.calls(KEYS_URL), 2);
+        assert_eq!(
+            idp.calls(DISCOVERY_URL),
+            1,
+            "the failed JWKS fetch must not redo discovery"
+        );
+        assert_eq!(verifier.discovery_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_discovered_jwks_uri_failing_for_ten_minutes_is_looked_up_again_once() {
+        let (key, jwk) = ed25519();
+        let (verifier, idp, clock) = idp_verifier(JwksSource::Discover, FETCH_DEADLINE);
+        idp.set(
+            DISCOVERY_URL,
+            vec![configuration(KEYS_URL), configuration(MOVED_KEYS_URL)],
+        );
+        idp.set(KEYS_URL, vec![Answer::Now(ok(&jwk)), Answer::Now(down())]);
+        idp.set(MOVED_KEYS_URL, vec![Answer::Now(down()), Answer::Now(ok(&jwk))]);
+        let token = token(&key);
+        assert!(matches!(verifier.verify(&token).await, Verdict::Verified(_)));
+
+        // The old URL fails from now on; the cached keys are served, one attempt a minute.
+        advance(&clock, DEFAULT_MAX_AGE + Duration::from_secs(1));
+        assert!(matches!(verifier.verify(&token).await, Verdict::Verified(_)));
+        let step = MIN_REFETCH_INTERVAL + Duration::from_secs(1);
+        let mut failing_for = Duration::ZERO;
+        while failing_for + step < REDISCOVER_AFTER {
+            advance(&clock, step);
+            failing_for += step;
+            assert!(matches!(verifier.verify(&token).await, Verdict::Verified(_)));
+        }
+        assert_eq!(
+            idp.calls(DISCOVERY_URL),
+            1,
+            "no re-discovery within {REDISCOVER_AFTER:?}"
+        );
+        let old_url_attempts = idp.calls(KEYS_URL);
+        assert_eq!(old_url_attempts, 11);
+
+        // Past REDISCOVER_AFTER: the next attempt looks the URL up again (the provider moved
+        // its keys; the new URL happens to fail at first).
+        advance(&clock, step);
+        assert!(matches!(verifier.verify(&token).await, Verdict::Verified(_)));
+        assert_eq!(idp.calls(DISCOVERY_URL), 2);
+        assert_eq!(idp.calls(MOVED_KEYS_URL), 1);
+        // The next attempt uses the newly discovered URL, without another discovery.
+        advance(&clock, step);
+        assert!(matches!(verifier.verify(&token).await, Verdict::Verified(_)));
+        assert_eq!(idp.calls(DISCOVERY_URL), 2);
+        assert_eq!(idp.calls(MOVED_KEYS_URL), 2);
+        assert_eq!(idp.calls(KEYS_URL), old_url_attempts);
+        // …and it refreshed: fresh keys, no attempt for the next minutes.
+        advance(&clock, step);
+        assert!(matches!(verifier.verify(&token).await, Verdict::Verified(_)));
+        assert_eq!(idp.calls(MOVED_KEYS_URL), 2);
+    }
+
+    #[tokio::test]
+    async fn while_the_provider_is_known_down_only_the_retrying_request_waits() {
+        let (key, _) = ed25519();
+        let deadline = Duration::from_millis(300);
+        let (verifier, idp, clock) = idp_verifier(JwksSource::Url(KEYS_URL.into()), deadline);
+        idp.set(KEYS_URL, vec![Answer::Hang]);
+        let token = token(&key);
+        assert_unavailable(verifier.verify(&token).await);
+
+        // The window is over: one request retries (and hangs until the deadline)…
+        advance(&clock, COLD_RETRY_INTERVAL + Duration::from_secs(1));
+        let retry = timed(&verifier, &token);
+        // …while the others, arriving during that retry, answer at once.
+        let others = async {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let mut slowest = Duration::ZERO;
+            for _ in 0..5 {
+                let (verdict, took) = timed(&verifier, &token).await;
+                assert_unavailable(verdict);
+                slowest = slowest.max(took);
+            }
+            slowest
+        };
+        let ((verdict, retry_took), slowest) = tokio::join!(retry, others);
+        assert_unavailable(verdict);
+        eprintln!("retrying request: {retry_took:?}; slowest concurrent request: {slowest:?}");
+        assert!(retry_took >= deadline, "{retry_took:?}");
+        assert!(slowest < Duration::from_millis(100), "{slowest:?}");
+        assert_eq!(idp.calls(KEYS_URL), 2);
+        assert_eq!(verifier.fetch_count(), 2);
     }
 
     #[tokio::test]

@@ -27,7 +27,7 @@ pub use cookie::{cookie_value, CookieConfigError, CookieVerifier};
 pub use hs256::Hs256Verifier;
 pub use jwks::{
     JwksConfigError, JwksSettings, JwksSource, JwksVerifier, KeySet, ACCEPTED_ALGORITHMS, COLD_RETRY_INTERVAL,
-    DEFAULT_MAX_AGE, MAX_MAX_AGE, MAX_STALENESS, MIN_MAX_AGE, MIN_REFETCH_INTERVAL,
+    DEFAULT_MAX_AGE, FETCH_DEADLINE, MAX_MAX_AGE, MAX_STALENESS, MIN_MAX_AGE, MIN_REFETCH_INTERVAL, REDISCOVER_AFTER,
 };
 
 use crate::error::IssueError;

@@ -22,7 +22,7 @@ use shared::config::Config;
 use shared::service::Deps;
 use shared::{Route, Service};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -173,6 +173,10 @@ pub struct ServerState {
     pub discovery_issuer: Mutex<Option<String>>,
     pub jwks_fetches: AtomicUsize,
     pub discovery_fetches: AtomicUsize,
+    /// Accept JWKS requests but never answer them (a hanging identity provider).
+    pub jwks_hangs: AtomicBool,
+    /// Answer the discovery document only after this many ms (a slow identity provider).
+    pub discovery_delay_ms: AtomicU64,
 }
 
 /// A JWKS + OpenID discovery server on 127.0.0.1: `GET /jwks.json`,
@@ -215,6 +219,18 @@ impl JwksServer {
 
     pub fn discovery_fetches(&self) -> usize {
         self.state.discovery_fetches.load(Ordering::SeqCst)
+    }
+
+    /// Leave JWKS requests unanswered (`true`) or answer them again (`false`).
+    pub fn set_jwks_hangs(&self, hangs: bool) {
+        self.state.jwks_hangs.store(hangs, Ordering::SeqCst);
+    }
+
+    /// Delay the discovery document by `delay`.
+    pub fn set_discovery_delay(&self, delay: Duration) {
+        self.state
+            .discovery_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Close the port and every open connection: clients get "connection refused".
@@ -274,11 +290,19 @@ async fn connection(mut stream: TcpStream, state: Arc<ServerState>) {
         let (status, body, cache_control) = match path.as_str() {
             "/jwks.json" => {
                 state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+                if state.jwks_hangs.load(Ordering::SeqCst) {
+                    // Until the client gives up or the server stops (which aborts this task).
+                    std::future::pending::<()>().await;
+                }
                 let cc = state.cache_control.lock().unwrap().clone();
                 ("200 OK", state.jwks.lock().unwrap().clone(), cc)
             }
             "/.well-known/openid-configuration" => {
                 state.discovery_fetches.fetch_add(1, Ordering::SeqCst);
+                let delay = state.discovery_delay_ms.load(Ordering::SeqCst);
+                if delay > 0 {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                }
                 let host = head
                     .lines()
                     .find_map(|l| l.strip_prefix("host: ").or_else(|| l.strip_prefix("Host: ")))
