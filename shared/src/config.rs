@@ -150,8 +150,9 @@ impl CallerConfig {
         })
     }
 
-    /// Build the verifier chain, in the documented order (see [`crate::caller`]): bearer
-    /// HS256, bearer JWKS, API Gateway authorizer, cookie.
+    /// Build the verifier chain. It decides by credential source (see [`crate::caller`]):
+    /// API Gateway authorizer context, then the bearer header (HS256, JWKS), then the cookie;
+    /// the first present decides.
     pub fn verifiers(&self) -> Result<VerifierChain, ConfigError> {
         self.verifiers_with(None, Arc::new(SystemClock))
     }

@@ -18,7 +18,7 @@ fn chain(vars: &[(&str, &str)]) -> Result<Vec<&'static str>, String> {
 }
 
 #[test]
-fn providers_are_chained_bearer_hs256_jwks_then_authorizer_then_cookie() {
+fn providers_are_asked_authorizer_then_bearer_hs256_jwks_then_cookie() {
     let names = chain(&[
         ("CALLER_HS256_SECRET", SECRET),
         ("CALLER_ISSUER", "https://idp.example"),
@@ -28,7 +28,8 @@ fn providers_are_chained_bearer_hs256_jwks_then_authorizer_then_cookie() {
         ("CALLER_COOKIE", "session"),
     ])
     .unwrap();
-    assert_eq!(names, ["hs256", "jwks", "authorizer", "cookie"]);
+    // By credential source: the gateway's verdict, the Authorization header, the cookie.
+    assert_eq!(names, ["authorizer", "hs256", "jwks", "cookie"]);
 }
 
 #[test]

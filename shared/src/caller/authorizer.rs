@@ -13,12 +13,16 @@
 //! For the REST Lambda shape `sub` is set to `principalId` when the context has no `sub`,
 //! so `"clientId": "{sub}"` works with every shape.
 //!
+//! When trusted and present, the context is the caller's identity: the chain reads neither
+//! the `Authorization` header nor the cookie (see [`super`] for why it comes first). An absent
+//! or empty context is no verdict; the bearer header and the cookie then decide.
+//!
 //! **Deployment rule**: enable this only on a function that can be reached *solely*
 //! through an API Gateway route with that authorizer attached. Anyone who can invoke the
 //! function another way (a route without the authorizer, a Function URL, `lambda:Invoke`)
 //! can write any identity into the event.
 
-use super::{BoxFuture, CallerVerifier, Claims, Verdict};
+use super::{BoxFuture, CallerVerifier, Claims, Source, Verdict};
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use serde_json::{Map, Value};
@@ -83,6 +87,10 @@ pub fn authorizer_claims(request: &Request) -> Option<Claims> {
 impl CallerVerifier for AuthorizerVerifier {
     fn name(&self) -> &'static str {
         "authorizer"
+    }
+
+    fn source(&self) -> Source {
+        Source::Authorizer
     }
 
     fn verify<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Verdict> {

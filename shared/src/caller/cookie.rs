@@ -2,9 +2,11 @@
 //! ably-js sends cookies to a same-origin `authUrl` by default.
 //!
 //! The cookie's token is verified exactly like a bearer token, by the same token verifiers
-//! (HS256 and/or JWKS, chosen by the token's `alg`).
+//! (HS256 and/or JWKS, chosen by the token's `alg`). It is read only when the request has
+//! no `Authorization` header (and no trusted authorizer context); when it is read, its
+//! verdict is final: an expired or forged cookie is a 401, not the anonymous grant.
 
-use super::{BoxFuture, CallerError, CallerVerifier, TokenVerifier, Verdict};
+use super::{BoxFuture, CallerError, CallerVerifier, Source, TokenVerifier, Verdict};
 use lambda_http::http::header::COOKIE;
 use lambda_http::Request;
 use std::sync::Arc;
@@ -86,27 +88,26 @@ impl CookieVerifier {
         let Some(token) = cookie_value(request, &self.name).filter(|t| !t.is_empty()) else {
             return Verdict::Absent;
         };
-        let mut rejection = None;
+        // The verifier whose kind the token is (by its `alg`) decides, whatever it concludes.
         for verifier in &self.verifiers {
             match verifier.verify_jwt(token).await {
-                Verdict::Verified(claims) => return Verdict::Verified(claims),
-                Verdict::Rejected(e) => {
-                    rejection.get_or_insert(e);
-                }
                 Verdict::NotMine | Verdict::Absent => {}
+                verdict => return verdict,
             }
         }
-        Verdict::Rejected(rejection.unwrap_or_else(|| {
-            CallerError::Invalid(
-                "the session cookie holds a token of a kind this service does not accept (check its alg)".into(),
-            )
-        }))
+        Verdict::Rejected(CallerError::Invalid(
+            "the session cookie holds a token of a kind this service does not accept (check its alg)".into(),
+        ))
     }
 }
 
 impl CallerVerifier for CookieVerifier {
     fn name(&self) -> &'static str {
         "cookie"
+    }
+
+    fn source(&self) -> Source {
+        Source::Cookie
     }
 
     fn verify<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Verdict> {

@@ -8,7 +8,9 @@
 //! signed with the previous secret (`AWSPREVIOUS`) are not accepted: a rotation made
 //! because the secret leaked must end the old one.
 
-use super::{bearer_token, jwt_error_reason, BoxFuture, CallerError, CallerVerifier, Claims, Verdict};
+use super::{
+    bearer_token, jwt_error_reason, BoxFuture, CallerError, CallerVerifier, Claims, Source, Verdict, CRIT_REFUSED,
+};
 use crate::secret::SecretString;
 use crate::secrets::{SecretCache, SecretError, SecretRef, SecretStore};
 use jsonwebtoken::errors::ErrorKind;
@@ -76,6 +78,10 @@ impl Hs256Verifier {
     /// Verify one token.
     pub async fn verify_token(&self, token: &str) -> Verdict {
         match jsonwebtoken::decode_header(token) {
+            // No extension is implemented, so none may be critical (as for OIDC tokens).
+            Ok(header) if header.alg == Algorithm::HS256 && header.crit.is_some() => {
+                return Verdict::Rejected(CallerError::Invalid(CRIT_REFUSED.into()))
+            }
             Ok(header) if header.alg == Algorithm::HS256 => {}
             // HS384/HS512/none or an asymmetric alg: not ours to accept. An asymmetric token
             // may be another verifier's; a symmetric one with the wrong alg never is.
@@ -152,6 +158,10 @@ fn unavailable(e: SecretError) -> CallerError {
 impl CallerVerifier for Hs256Verifier {
     fn name(&self) -> &'static str {
         "hs256"
+    }
+
+    fn source(&self) -> Source {
+        Source::Bearer
     }
 
     fn verify<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Verdict> {
@@ -291,6 +301,33 @@ mod tests {
         assert!(matches!(v.verify_token(rs256).await, Verdict::NotMine));
         assert!(matches!(v.verify_token("garbage").await, Verdict::Rejected(_)));
         assert_eq!(reader.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn hs256_token_with_a_crit_header_is_refused_like_an_oidc_one() {
+        let v = Hs256Verifier::new(&SecretString::new(OLD), None, &[]).unwrap();
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 600;
+        for crit in [vec!["exp".to_owned()], vec!["b64".to_owned()], vec![]] {
+            let mut header = Header::new(Algorithm::HS256);
+            header.crit = Some(crit.clone());
+            let token = encode(
+                &header,
+                &serde_json::json!({"sub": "alice", "exp": exp}),
+                &EncodingKey::from_secret(OLD.as_bytes()),
+            )
+            .unwrap();
+            let verdict = v.verify_token(&token).await;
+            let Verdict::Rejected(CallerError::Invalid(reason)) = verdict else {
+                panic!("{crit:?}: {verdict:?}")
+            };
+            assert_eq!(reason, CRIT_REFUSED);
+            let e = crate::error::IssueError::from(CallerError::Invalid(reason));
+            assert_eq!((e.status(), e.code()), (401, 40101));
+        }
     }
 
     #[tokio::test]

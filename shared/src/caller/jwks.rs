@@ -473,9 +473,7 @@ impl JwksVerifier {
             ));
         }
         if header.crit.is_some() {
-            return Verdict::Rejected(CallerError::Invalid(
-                "the token declares critical header extensions (crit) this service does not implement".into(),
-            ));
+            return Verdict::Rejected(CallerError::Invalid(super::CRIT_REFUSED.into()));
         }
         let keys = match self.keys_for(header.kid.as_deref(), header.alg).await {
             Ok(keys) => keys,
@@ -702,6 +700,10 @@ impl TokenVerifier for JwksVerifier {
 impl CallerVerifier for JwksVerifier {
     fn name(&self) -> &'static str {
         "jwks"
+    }
+
+    fn source(&self) -> super::Source {
+        super::Source::Bearer
     }
 
     fn verify<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Verdict> {
