@@ -7,9 +7,9 @@ and `make invoke`, derived from dev/dev.env and dev/policy.json (the settings of
   CALLER_TRUST_AUTHORIZER=true so that the authorizer-context events in events/ show an
   identity (these events stand for what API Gateway's authorizer would send; in a
   deployment the template turns the trust flag on only together with the authorizer).
-- The TokenRequest and Ably Token functions get the dev policy without channelClaims and
-  rateLimits, which only Ably JWTs can carry (dev/policy-token-routes.json); the revocation
-  function a revocable key.
+- The TokenRequest and Ably Token functions get the dev policy without channelClaims,
+  rateLimits and revocationKey, which only Ably JWTs can carry and which those functions
+  refuse at start-up (dev/policy-token-routes.json); the revocation function a revocable key.
 
 The empty values unset what template.yaml sets for the cloud (Secrets Manager ids, ...).
 Run: python3 scripts/make-env-json.py
@@ -29,8 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def without_jwt_only_fields(policy: dict) -> dict:
-    """The policy minus channelClaims and rateLimits (top level and in role grants)."""
+    """The policy minus channelClaims and rateLimits (top level, role and anonymous grants)
+    and revocationKey."""
     policy = copy.deepcopy(policy)
+    policy.pop("revocationKey", None)
     grants = [policy] + list(((policy.get("roles") or {}).get("grants") or {}).values())
     if policy.get("anonymous"):
         grants.append(policy["anonymous"])

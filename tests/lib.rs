@@ -13,7 +13,7 @@ pub const DEV_KEY_SECRET: &str = "dev-key-secret-not-for-production";
 pub const DEV_CALLER_SECRET: &str = "dev-caller-secret-0123456789abcdef0123456789";
 pub const DEV_ORIGIN: &str = "http://localhost:8080";
 /// The policy for the TokenRequest and Ably Token routes (`make dev DEV_ENV=dev/token-routes.env`):
-/// the dev policy without channel claims and rate limits, which only JWTs can carry.
+/// the dev policy without channel claims, rate limits and revocation key, which only JWTs can carry.
 pub const TOKEN_ROUTES_POLICY: &str = include_str!("../dev/policy-token-routes.json");
 
 /// An in-memory log sink for `shared::log::subscriber`: clones share one buffer, so the

@@ -62,7 +62,7 @@ const LEEWAY_S: i64 = 30;
 const SLACK_S: i64 = 5;
 
 const DEV_POLICY: &str = include_str!("../../dev/policy.json");
-/// The dev policy without channel claims and rate limits (TokenRequests and Ably Tokens
+/// The dev policy without channel claims, rate limits and revocation key (TokenRequests and Ably Tokens
 /// cannot carry them): the policy of the other three routes.
 const TOKEN_POLICY: &str = include_str!("../../dev/policy-token-routes.json");
 

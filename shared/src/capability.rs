@@ -445,6 +445,14 @@ const REASON_BARE_QUALIFIER: &str =
     "a qualifier must be followed by a name; write for example \"[queue]*\" or \"[meta]*\"";
 const REASON_COLON: &str = "names must not start with \":\"; remove the leading colon";
 const REASON_DOUBLE: &str = "only one qualifier is allowed, and the name after it must not start with \"[\"";
+const REASON_TOO_LONG: &str =
+    "resource names may be at most 2048 bytes (UTF-8, qualifier included); use a shorter name, or a pattern such as \"chat:*\"";
+
+/// The longest resource name (or pattern) accepted, in UTF-8 bytes including any qualifier.
+///
+/// Ably sets no maximum but recommends channel names under 2,048 characters (they travel in
+/// URLs); the bound keeps a client's capability hint from growing a token without limit.
+pub const MAX_RESOURCE_BYTES: usize = 2048;
 
 /// Splits and validates a resource (pattern or concrete name).
 fn parse_resource(s: &str) -> Result<Pattern<'_>, &'static str> {
@@ -565,14 +573,18 @@ fn meet<'a>(p: &Pattern<'a>, q: &Pattern<'a>) -> Option<Pattern<'a>> {
 ///
 /// Rejected: empty names; control characters (including newlines); a leading
 /// `[` other than the qualifiers `[queue]`, `[meta]`, `[*]`; a qualifier with
-/// nothing after it; a name (after any qualifier) starting with `:` or `[`.
+/// nothing after it; a name (after any qualifier) starting with `:` or `[`; a name longer
+/// than [`MAX_RESOURCE_BYTES`].
 pub fn validate_resource(resource: &str) -> Result<(), CapabilityError> {
-    parse_resource(resource)
-        .map(|_| ())
-        .map_err(|reason| CapabilityError::InvalidResource {
-            resource: clip(resource),
-            reason,
-        })
+    let reason = match parse_resource(resource) {
+        Err(reason) => reason,
+        Ok(_) if resource.len() > MAX_RESOURCE_BYTES => REASON_TOO_LONG,
+        Ok(_) => return Ok(()),
+    };
+    Err(CapabilityError::InvalidResource {
+        resource: clip(resource),
+        reason,
+    })
 }
 
 /// True when every concrete resource matched by `narrow` is also matched by `wide`.
@@ -765,7 +777,8 @@ impl Capability {
                 } else if let Some(m) = meet(r_pat, a_pat) {
                     if covers(a_pat, &m) && covers(r_pat, &m) {
                         let resource = m.render();
-                        if parse_resource(&resource).is_ok() {
+                        // The meet of two valid names can be longer than either.
+                        if validate_resource(&resource).is_ok() {
                             out.add_valid(&resource, ops);
                         }
                     }
@@ -1112,6 +1125,47 @@ mod tests {
         ] {
             assert_eq!(validate_resource(ok), Ok(()), "{ok:?}");
         }
+    }
+
+    #[test]
+    fn resource_names_over_2048_bytes_are_invalid_and_echoed_truncated() {
+        let at_limit = format!("chat:{}", "a".repeat(MAX_RESOURCE_BYTES - 5));
+        assert_eq!(validate_resource(&at_limit), Ok(()));
+        // Bytes, not characters: 1,024 two-byte characters plus "x" is 2,049 bytes.
+        for long in [format!("{at_limit}b"), format!("x{}", "é".repeat(1024))] {
+            let e = validate_resource(&long).unwrap_err();
+            assert_eq!(
+                e,
+                CapabilityError::InvalidResource {
+                    resource: clip(&long),
+                    reason: REASON_TOO_LONG
+                }
+            );
+            assert!(e.to_string().contains("at most 2048 bytes"), "{e}");
+            assert!(e.to_string().len() < 300, "the name is not echoed whole: {e}");
+            let json = serde_json::json!({ long.as_str(): ["subscribe"] }).to_string();
+            assert!(matches!(
+                Capability::parse(&json),
+                Err(CapabilityError::InvalidResource {
+                    reason: REASON_TOO_LONG,
+                    ..
+                })
+            ));
+        }
+        assert!(REASON_TOO_LONG.contains(&MAX_RESOURCE_BYTES.to_string()));
+    }
+
+    #[test]
+    fn an_intersection_over_the_length_limit_is_dropped() {
+        // Each side is valid; their meet ("a…:b…") would be longer than the limit.
+        let requested = cap(&format!(r#"{{"*:{}":["subscribe"]}}"#, "b".repeat(2000)));
+        let allowed = cap(&format!(r#"{{"{}:*":["subscribe"]}}"#, "a".repeat(100)));
+        assert!(Capability::intersect(&requested, &allowed).is_empty());
+        let short = cap(r#"{"*:b":["subscribe"]}"#);
+        assert_eq!(
+            Capability::intersect(&short, &allowed).to_canonical_string(),
+            format!(r#"{{"{}:b":["subscribe"]}}"#, "a".repeat(100))
+        );
     }
 
     #[test]

@@ -5,6 +5,12 @@ use crate::error::{truncate_for_message, IssueError};
 use crate::params::TokenHints;
 use crate::policy::MIN_TTL_SECONDS;
 
+/// A capability hint may not make the capability longer than this (canonical JSON bytes)
+/// unless the grant itself is longer: the intersection of two patterns can be longer than
+/// either, and the capability is JSON-escaped again inside a TokenRequest or TokenDetails,
+/// which SDKs refuse above 128 KiB.
+pub const MAX_NARROWED_CAPABILITY_BYTES: usize = 32 * 1024;
+
 /// The rights decided for one caller: policy first, then narrowed by the client's hints.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grant {
@@ -22,8 +28,9 @@ pub struct Grant {
 
 impl Grant {
     /// Apply the client's hints. Hints only narrow: a different clientId is refused (40102),
-    /// the capability is intersected (empty → 40160), the TTL can only shorten (but not
-    /// below [`MIN_TTL_SECONDS`] unless the grant itself is shorter).
+    /// the capability is intersected (empty → 40160; grown past
+    /// [`MAX_NARROWED_CAPABILITY_BYTES`] → 400), the TTL can only shorten (but not below
+    /// [`MIN_TTL_SECONDS`] unless the grant itself is shorter).
     pub fn narrow(mut self, hints: &TokenHints) -> Result<Grant, IssueError> {
         if let Some(requested) = &hints.client_id {
             if self.client_id.as_deref() != Some(requested.as_str()) {
@@ -40,6 +47,13 @@ impl Grant {
             let narrowed = Capability::intersect(requested, &self.capability);
             if narrowed.is_empty() {
                 return Err(IssueError::CapabilityDenied);
+            }
+            let size = narrowed.to_canonical_string().len();
+            if size > MAX_NARROWED_CAPABILITY_BYTES && size > self.capability.to_canonical_string().len() {
+                return Err(IssueError::bad_request(
+                    "capability",
+                    format!("narrowed to your grant it is {size} bytes, over the {MAX_NARROWED_CAPABILITY_BYTES}-byte limit; request fewer or shorter resource names, or omit `capability` to receive your whole grant"),
+                ));
             }
             self.capability = narrowed;
         }
@@ -115,6 +129,41 @@ mod tests {
             .narrow(&hints(None, Some(r#"{"news":["subscribe"]}"#), None))
             .unwrap_err();
         assert_eq!((e.status(), e.code()), (403, 40160));
+    }
+
+    #[test]
+    fn capability_hint_that_grows_the_capability_past_32_kib_gets_400_naming_capability() {
+        // `*:<name>` meets the grant's `chat:*` as `chat:<name>`: each result is longer than
+        // what was asked. 20 names of 2,000 bytes: about 40 KiB once narrowed.
+        let names: Vec<String> = (0..20)
+            .map(|i| format!("\"*:{i:02}{}\":[\"subscribe\"]", "n".repeat(1998)))
+            .collect();
+        let hint = format!("{{{}}}", names.join(","));
+        let e = grant().narrow(&hints(None, Some(&hint), None)).unwrap_err();
+        assert_eq!((e.status(), e.code()), (400, 40000));
+        assert!(
+            matches!(&e, IssueError::BadRequest { field: "capability", message } if message.contains("32768-byte limit")),
+            "{e}"
+        );
+        // Half as many fit.
+        let hint = format!("{{{}}}", names[..10].join(","));
+        let g = grant().narrow(&hints(None, Some(&hint), None)).unwrap();
+        assert_eq!(g.capability.len(), 10);
+    }
+
+    #[test]
+    fn a_grant_already_over_32_kib_is_not_blamed_on_a_narrowing_hint() {
+        let mut big = grant();
+        for i in 0..20 {
+            big.capability
+                .insert(
+                    &format!("room:{i:02}{}", "n".repeat(1998)),
+                    crate::capability::Ops::parse(&["subscribe"]).unwrap(),
+                )
+                .unwrap();
+        }
+        let g = big.narrow(&hints(None, Some(r#"{"*":["subscribe"]}"#), None)).unwrap();
+        assert_eq!(g.capability.len(), 21, "the hint narrowed nothing but is not refused");
     }
 
     #[test]

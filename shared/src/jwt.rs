@@ -52,14 +52,10 @@ impl<'a> JwtClaims<'a> {
 
 /// Mint a compact JWS: `base64url(header).base64url(payload).base64url(HMAC-SHA256)`.
 pub fn mint(key: &ApiKey, claims: &JwtClaims<'_>) -> Result<String, JwtError> {
-    let mut header = String::with_capacity(48 + key.name().len());
-    header.push_str(r#"{"typ":"JWT","alg":"HS256","kid":"#);
-    json::push_string(&mut header, key.name());
-    header.push('}');
-
+    let header = header_json(key);
     let payload = payload_json(claims);
 
-    let encoded_len = b64_len(header.len()) + 1 + b64_len(payload.len()) + 1 + 43;
+    let encoded_len = jws_len(header.len(), payload.len());
     if encoded_len > MAX_JWT_BYTES {
         return Err(JwtError::TooLarge {
             size: encoded_len,
@@ -74,6 +70,24 @@ pub fn mint(key: &ApiKey, claims: &JwtClaims<'_>) -> Result<String, JwtError> {
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut token);
     Ok(token)
+}
+
+/// The length [`mint`] would give these claims, without signing (it may exceed the limit).
+pub fn encoded_len(key: &ApiKey, claims: &JwtClaims<'_>) -> usize {
+    jws_len(header_json(key).len(), payload_json(claims).len())
+}
+
+fn header_json(key: &ApiKey) -> String {
+    let mut header = String::with_capacity(48 + key.name().len());
+    header.push_str(r#"{"typ":"JWT","alg":"HS256","kid":"#);
+    json::push_string(&mut header, key.name());
+    header.push('}');
+    header
+}
+
+/// `base64url(header) "." base64url(payload) "." base64url(32-byte tag)`.
+fn jws_len(header_len: usize, payload_len: usize) -> usize {
+    b64_len(header_len) + 1 + b64_len(payload_len) + 1 + 43
 }
 
 /// The payload JSON in the fixed claim order.
@@ -221,5 +235,6 @@ mod tests {
             token.len(),
             b64_len(header_len) + 1 + b64_len(payload_json(&claims).len()) + 1 + 43
         );
+        assert_eq!(encoded_len(&key(), &claims), token.len());
     }
 }

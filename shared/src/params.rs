@@ -7,6 +7,7 @@
 
 use crate::capability::Capability;
 use crate::error::{truncate_for_message, IssueError};
+use crate::policy::MAX_CLIENT_ID_BYTES;
 use lambda_http::http::header::CONTENT_TYPE;
 use lambda_http::{Body, Request, RequestExt};
 
@@ -121,6 +122,15 @@ pub fn parse(request: &Request) -> Result<TokenHints, IssueError> {
                 "control characters are not allowed in a clientId",
             ));
         }
+        if c.len() > MAX_CLIENT_ID_BYTES {
+            return Err(IssueError::bad_request(
+                "clientId",
+                format!(
+                    "is {} bytes; a clientId has at most {MAX_CLIENT_ID_BYTES}. Send the clientId you were issued, or omit it",
+                    c.len()
+                ),
+            ));
+        }
     }
     let capability = raw.capability.map(|c| parse_capability(&c)).transpose()?;
     let ttl_ms = raw.ttl.map(|t| parse_ttl(&t)).transpose()?;
@@ -223,6 +233,34 @@ mod tests {
     fn up_to_100_requested_resources_are_read() {
         let hints = parse(&get(&capability_query(MAX_REQUESTED_RESOURCES))).unwrap();
         assert_eq!(hints.capability.unwrap().len(), MAX_REQUESTED_RESOURCES);
+    }
+
+    #[test]
+    fn client_id_hint_over_2048_bytes_gets_400_naming_client_id() {
+        let at_limit = "a".repeat(MAX_CLIENT_ID_BYTES);
+        let hints = parse(&get(&format!("clientId={at_limit}"))).unwrap();
+        assert_eq!(hints.client_id.as_deref(), Some(at_limit.as_str()));
+        for name in ["clientId", "client_id"] {
+            let e = parse(&get(&format!("{name}={at_limit}b"))).unwrap_err();
+            assert_eq!((e.status(), e.code()), (400, 40000));
+            assert!(
+                matches!(&e, IssueError::BadRequest { field: "clientId", message } if message.contains("at most 2048")),
+                "{e}"
+            );
+            assert!(e.to_string().len() < 200, "the value is not echoed: {e}");
+        }
+    }
+
+    #[test]
+    fn over_long_resource_name_in_the_capability_hint_gets_400_naming_capability() {
+        let json = format!(r#"{{"chat:{}":["subscribe"]}}"#, "a".repeat(3000));
+        let encoded: String = form_urlencoded::byte_serialize(json.as_bytes()).collect();
+        let e = parse(&get(&format!("capability={encoded}"))).unwrap_err();
+        assert_eq!((e.status(), e.code()), (400, 40000));
+        assert!(
+            matches!(&e, IssueError::BadRequest { field: "capability", message } if message.contains("at most 2048 bytes")),
+            "{e}"
+        );
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub const MAX_REVOCABLE_TTL_SECONDS: u64 = 60 * 60;
 /// Ably asks clients to re-authenticate ~30 s before expiry: shorter tokens churn.
 pub const MIN_TTL_SECONDS: u64 = 60;
 pub const DEFAULT_TTL_SECONDS: u64 = 60 * 60;
+/// The longest clientId issued or accepted as a hint, in UTF-8 bytes. Ably documents no
+/// maximum; this bound matches the one on capability resource names
+/// ([`crate::capability::MAX_RESOURCE_BYTES`]).
+pub const MAX_CLIENT_ID_BYTES: usize = 2048;
 
 /// A policy that failed validation; `field` is a path into the policy document.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -428,6 +432,58 @@ impl Policy {
         })
     }
 
+    /// Where the policy can grant what only Ably JWTs carry: `channelClaims`, `rateLimits`
+    /// and `revocationKey` entries, as field paths (`channelClaims`,
+    /// `roles.grants["moderator"].rateLimits`, `anonymous.channelClaims`, `revocationKey`),
+    /// in document order. Empty: the policy suits every route.
+    pub fn jwt_only_fields(&self) -> Vec<String> {
+        fn push(fields: &mut Vec<String>, path: &str, rules_of: (bool, bool)) {
+            let (channel_claims, rate_limits) = rules_of;
+            if channel_claims {
+                fields.push(format!("{path}channelClaims"));
+            }
+            if rate_limits {
+                fields.push(format!("{path}rateLimits"));
+            }
+        }
+        let of = |r: &Rules| (!r.channel_claims.is_empty(), !r.rate_limits.is_empty());
+        let mut fields = Vec::new();
+        push(&mut fields, "", of(&self.rules));
+        if self.revocation_key.is_some() {
+            fields.push("revocationKey".to_owned());
+        }
+        for (name, role) in &self.roles {
+            push(&mut fields, &format!("roles.grants[{name:?}]."), of(&role.rules));
+        }
+        if let Some(g) = &self.anonymous {
+            let anonymous = (!g.channel_claims.is_empty(), !g.rate_limits.is_empty());
+            push(&mut fields, "anonymous.", anonymous);
+        }
+        fields
+    }
+
+    /// Start-up validation for the routes that answer with a TokenRequest or an Ably Token
+    /// (`/auth/token-request`, `/auth/token`): neither can carry channel claims, rate limits
+    /// or a revocation key, and dropping them would widen the client's rights (a rate limit)
+    /// or let `revocationKey:` revocations miss the token. The error names the first such
+    /// field and lists the others.
+    pub fn check_token_route(&self) -> Result<(), PolicyError> {
+        let fields = self.jwt_only_fields();
+        let Some(first) = fields.first() else {
+            return Ok(());
+        };
+        let also = match &fields[1..] {
+            [] => String::new(),
+            rest => format!(" (also at: {})", rest.join(", ")),
+        };
+        Err(err(
+            first.clone(),
+            format!(
+                "channelClaims, rateLimits and revocationKey can only be issued in Ably JWTs, and this function answers with TokenRequests or Ably Tokens (/auth/token-request, /auth/token), which cannot carry them{also}; issue such grants from /auth/jwt, or give this function a policy without these fields (the template's TokenRoutesPolicy parameter)"
+            ),
+        ))
+    }
+
     pub fn allows_anonymous(&self) -> bool {
         self.anonymous.is_some()
     }
@@ -446,12 +502,23 @@ impl Policy {
 
         let client_id = match &self.client_id {
             None => None,
-            Some(t) => Some(t.render_identifier(Some(claims)).map_err(|e| {
-                IssueError::forbidden(match e {
-                    RenderError::Missing(c) => format!("your identity has no `{c}` claim, which the policy needs to build your clientId; ask the operator to check the policy's clientId"),
-                    RenderError::Unsafe(c) => format!("your `{c}` claim is empty or holds characters (* : [ ] , or control characters) that cannot be used in a clientId"),
-                })
-            })?),
+            Some(t) => {
+                let c = t.render_identifier(Some(claims)).map_err(|e| {
+                    IssueError::forbidden(match e {
+                        RenderError::Missing(c) => format!("your identity has no `{c}` claim, which the policy needs to build your clientId; ask the operator to check the policy's clientId"),
+                        RenderError::Unsafe(c) => format!("your `{c}` claim is empty or holds characters (* : [ ] , or control characters) that cannot be used in a clientId"),
+                    })
+                })?;
+                // The SDK sends the clientId back as a hint on renewal, where a longer one is
+                // refused: never issue one that could not be renewed.
+                if c.len() > MAX_CLIENT_ID_BYTES {
+                    return Err(IssueError::forbidden(format!(
+                        "the clientId built from your identity is {} bytes, over the {MAX_CLIENT_ID_BYTES}-byte limit; ask the operator to build the clientId from a shorter claim",
+                        c.len()
+                    )));
+                }
+                Some(c)
+            }
         };
 
         let mut grant = evaluate_rules(&self.rules, Some(claims), self.ttl_seconds);
@@ -753,6 +820,78 @@ mod tests {
         let e = Policy::from_json(r#"{"capabilty":{}}"#, false).unwrap_err();
         assert!(e.message.contains("unknown field `capabilty`"), "{e}");
         assert!(e.field.starts_with("line 1"), "{e}");
+    }
+
+    #[test]
+    fn jwt_only_fields_are_listed_in_every_branch() {
+        let p = Policy::from_json(EXAMPLE, false).unwrap();
+        assert_eq!(
+            p.jwt_only_fields(),
+            [
+                "channelClaims",
+                "rateLimits",
+                "revocationKey",
+                "roles.grants[\"moderator\"].channelClaims"
+            ]
+        );
+        let p = policy(json!({
+            "capability": {"a": ["subscribe"]},
+            "roles": {"claim": "roles", "grants": {"m": {"rateLimits": {"a": 1}}, "n": {"capability": {"b": ["subscribe"]}}}},
+            "anonymous": {"capability": {"p": ["subscribe"]}, "channelClaims": {"p": "anon"}}
+        }));
+        assert_eq!(
+            p.jwt_only_fields(),
+            ["roles.grants[\"m\"].rateLimits", "anonymous.channelClaims"]
+        );
+        let plain = policy(
+            json!({"capability": {"a": ["subscribe"]}, "roles": {"claim": "r", "grants": {"admin": {"mayRevoke": true}}}}),
+        );
+        assert!(plain.jwt_only_fields().is_empty());
+        assert_eq!(plain.check_token_route(), Ok(()));
+    }
+
+    #[test]
+    fn token_route_check_names_the_first_jwt_only_field_and_lists_the_rest() {
+        let e = Policy::from_json(EXAMPLE, false)
+            .unwrap()
+            .check_token_route()
+            .unwrap_err();
+        assert_eq!(e.field, "channelClaims");
+        assert!(
+            e.message
+                .contains("also at: rateLimits, revocationKey, roles.grants[\"moderator\"].channelClaims"),
+            "{e}"
+        );
+        assert!(
+            e.message.contains("/auth/jwt") && e.message.contains("TokenRoutesPolicy"),
+            "{e}"
+        );
+        let role_only = policy(json!({
+            "capability": {"a": ["subscribe"]},
+            "roles": {"claim": "roles", "grants": {"moderator": {"channelClaims": {"a": "mod"}}}}
+        }));
+        let e = role_only.check_token_route().unwrap_err();
+        assert_eq!(e.field, "roles.grants[\"moderator\"].channelClaims");
+        assert!(!e.message.contains("also at"), "{e}");
+    }
+
+    #[test]
+    fn the_token_routes_dev_policy_passes_the_token_route_check() {
+        let p = Policy::from_json(include_str!("../../dev/policy-token-routes.json"), false).unwrap();
+        assert_eq!(p.check_token_route(), Ok(()));
+    }
+
+    #[test]
+    fn client_id_over_2048_bytes_is_refused_with_403() {
+        let p = policy(json!({"clientId":"user-{sub}","capability":{"lobby":["subscribe"]}}));
+        let at_limit = "a".repeat(MAX_CLIENT_ID_BYTES - 5);
+        let g = p.grant(&verified(json!({ "sub": at_limit }))).unwrap();
+        assert_eq!(g.client_id.map(|c| c.len()), Some(MAX_CLIENT_ID_BYTES));
+        let e = p
+            .grant(&verified(json!({ "sub": format!("{at_limit}b") })))
+            .unwrap_err();
+        assert_eq!((e.status(), e.code()), (403, 40300));
+        assert!(e.to_string().contains("2048-byte limit"), "{e}");
     }
 
     #[test]

@@ -71,6 +71,9 @@ impl Deps {
         route: Route,
         secrets: Option<&SecretStore>,
     ) -> Result<Deps, ConfigError> {
+        if matches!(route, Route::TokenRequest | Route::AblyToken) {
+            config.policy.check_token_route()?;
+        }
         let (ably, clock) = crate::ably_rest::for_route(route, &config)?;
         Ok(Deps {
             callers: config
@@ -97,7 +100,7 @@ const NOT_REVOCABLE: &str = "token revocation is not enabled: enable revocable t
 const NO_ABLY_CLIENT: &str =
     "this route calls Ably's REST API but no Ably client was configured; build the service with Deps::from_config";
 const NOT_A_REVOKER: &str = "your identity may not revoke tokens: only callers holding a role whose policy grant has \"mayRevoke\": true can; ask the operator for that role";
-const NO_CHANNEL_CLAIMS: &str = "the policy gives this caller channel claims or rate limits, which only Ably JWTs can carry (dropping a rate limit would widen the client's rights); use /auth/jwt, or remove channelClaims and rateLimits from the policy used by this route";
+const JWT_ONLY_POLICY: &str = "the policy can grant channel claims, rate limits or a revocation key, which only Ably JWTs can carry (dropping a rate limit would widen the client's rights, dropping a revocation key would let revocations miss the token); use /auth/jwt, or remove channelClaims, rateLimits and revocationKey from the policy used by this route";
 
 const NO_VERIFIER: &str = "no caller verification is configured and the policy has no `anonymous` grant; set CALLER_HS256_SECRET (or another caller provider), or add an `anonymous` grant to the policy";
 
@@ -108,6 +111,11 @@ impl Service {
             .or_else(|| match route {
                 Route::Revoke if deps.ably.is_none() => Some(NOT_REVOCABLE),
                 Route::AblyToken if deps.ably.is_none() => Some(NO_ABLY_CLIENT),
+                // Deps::from_config refuses such a policy at start-up; this covers Deps built
+                // by hand, so that no grant of these routes silently drops those fields.
+                Route::TokenRequest | Route::AblyToken if !deps.policy.jwt_only_fields().is_empty() => {
+                    Some(JWT_ONLY_POLICY)
+                }
                 _ => None,
             });
         if let Some(reason) = refusal {
@@ -291,7 +299,41 @@ impl Service {
         let grant = grant.narrow(&hints)?;
         let key = self.deps.keys.current().await?;
         self.deps.clock.calibrate().await?;
-        self.mint(&grant, &key).await
+        self.mint(&grant, &key)
+            .await
+            .map_err(|e| self.blame_capability_hint(e, &caller, &hints, &key))
+    }
+
+    /// A JWT too large only because of the client's `capability` hint is the client's error
+    /// (400 naming it), not the operator's (500): the policy's own grant for this caller fits.
+    fn blame_capability_hint(
+        &self,
+        e: IssueError,
+        caller: &Caller,
+        hints: &params::TokenHints,
+        key: &ApiKey,
+    ) -> IssueError {
+        let IssueError::TokenTooLarge { size, limit } = e else {
+            return e;
+        };
+        if hints.capability.is_none() {
+            return e;
+        }
+        let Ok(whole) = self.deps.policy.grant(caller) else {
+            return e;
+        };
+        let capability = whole.capability.to_canonical_string();
+        if jwt::encoded_len(
+            key,
+            &JwtClaims::for_grant(&whole, &capability, self.deps.clock.now_ms()),
+        ) > limit
+        {
+            return e;
+        }
+        IssueError::bad_request(
+            "capability",
+            format!("narrowed to your grant it makes the token {size} bytes, over the {limit}-byte limit for JWTs; request fewer or shorter resource names, or omit `capability` to receive your whole grant"),
+        )
     }
 
     async fn mint(&self, grant: &Grant, key: &ApiKey) -> Result<Answer, IssueError> {
@@ -325,7 +367,8 @@ impl Service {
 
     /// A TokenRequest for the grant (the `issue-token-request` answer, or what
     /// `issue-ably-token` exchanges at Ably). TokenRequests and Ably Tokens cannot carry
-    /// channel claims or rate limits: a grant with them is refused rather than widened.
+    /// channel claims, rate limits or a revocation key: a policy that can grant them never
+    /// reaches here (refused at start-up, or by [`Service::new`]).
     fn sign_token_request(
         &self,
         grant: &Grant,
@@ -333,9 +376,6 @@ impl Service {
         capability: &str,
         now_ms: u64,
     ) -> Result<TokenRequest, IssueError> {
-        if !grant.channel_claims.is_empty() || !grant.rate_limits.is_empty() {
-            return Err(IssueError::Misconfigured(NO_CHANNEL_CLAIMS.into()));
-        }
         let nonce = token_request::new_nonce().map_err(|e| IssueError::Internal(e.to_string().into()))?;
         Ok(token_request::sign(
             key,

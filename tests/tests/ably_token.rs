@@ -6,8 +6,12 @@ mod fake_ably;
 use fake_ably::support::*;
 use fake_ably::{FakeAbly, Fault};
 use integration_tests::*;
-use serde_json::Value;
-use shared::Route;
+use serde_json::{json, Value};
+use shared::ably_rest::HttpAbly;
+use shared::config::Config;
+use shared::service::Deps;
+use shared::{Route, Service};
+use std::sync::Arc;
 use std::time::Duration;
 
 const TOKEN_DETAILS_FIELDS: [&str; 6] = ["token", "keyName", "issued", "expires", "capability", "clientId"];
@@ -98,18 +102,52 @@ async fn anonymous_caller_gets_an_ably_token_without_client_id() {
 }
 
 #[tokio::test]
-async fn channel_claims_refuse_the_ably_token_with_500_before_calling_ably() {
+async fn jwt_only_policy_in_hand_built_deps_refuses_every_request_with_500_before_calling_ably() {
+    // Deps::from_config refuses such a policy at start-up for this route; a service built
+    // from Deps made for another route still never drops those fields silently.
     let fake = FakeAbly::start(&[DEV_API_KEY]).await;
     let policy_file = root().join("dev/policy.json").display().to_string();
-    let overrides = [
-        ("TOKEN_POLICY", None),
-        ("TOKEN_POLICY_FILE", Some(policy_file.as_str())),
-    ];
-    let response = service(Route::AblyToken, &fake, &overrides)
-        .handle(valid_caller())
+    let env = env_for(
+        &fake,
+        &[
+            ("TOKEN_POLICY", None),
+            ("TOKEN_POLICY_FILE", Some(policy_file.as_str())),
+        ],
+    );
+    let config = Config::from_env(&move |k: &str| env.get(k).cloned()).expect("valid for /auth/jwt");
+    let mut deps = Deps::from_config(config, Route::Jwt).expect("deps for /auth/jwt");
+    let client = shared::http_client::build().expect("client");
+    deps.ably = Some(Arc::new(HttpAbly::new(client, &fake.url())));
+    let service = Service::new(Route::AblyToken, deps);
+    for request in [
+        valid_caller(),
+        event(include_str!("../../events/ably-token-anonymous.json")),
+    ] {
+        let message = assert_error(&service.handle(request).await, 500, 50000);
+        assert!(
+            message.contains("revocation key") && message.contains("/auth/jwt"),
+            "{message}"
+        );
+    }
+    assert!(fake.requests().is_empty());
+}
+
+#[tokio::test]
+async fn capability_hint_grown_past_32_kib_by_narrowing_gets_400_before_calling_ably() {
+    // Each `*:<name>` meets alice's `chat:*` as `chat:<name>`: 20 of them are ~40 KiB.
+    let fake = FakeAbly::start(&[DEV_API_KEY]).await;
+    let hint: serde_json::Map<String, Value> = (0..20)
+        .map(|i| (format!("*:{i:02}{}", "n".repeat(1998)), json!(["subscribe"])))
+        .collect();
+    let body = json!({ "capability": Value::Object(hint).to_string() }).to_string();
+    let response = service(Route::AblyToken, &fake, &[])
+        .handle(post_json("/auth/token", &body, &[("authorization", &alice())]))
         .await;
-    let message = assert_error(&response, 500, 50000);
-    assert!(message.contains("channel claims or rate limits"), "{message}");
+    let message = assert_error(&response, 400, 40000);
+    assert!(
+        message.contains("`capability`") && message.contains("32768-byte limit"),
+        "{message}"
+    );
     assert!(fake.requests().is_empty());
 }
 

@@ -1,5 +1,6 @@
 //! `issue-token-request`: a signed TokenRequest that a fake Ably (verifying the MAC with its
-//! own HMAC) accepts; the channel-claims refusal; `ABLY_QUERY_TIME`.
+//! own HMAC) accepts; the start-up refusal of JWT-only policy fields (both token routes);
+//! `ABLY_QUERY_TIME`.
 
 mod fake_ably;
 
@@ -9,7 +10,7 @@ use integration_tests::*;
 use serde_json::{json, Value};
 use shared::ably_rest::{AblyRest, HttpAbly};
 use shared::token_request::TokenRequest;
-use shared::Route;
+use shared::{Route, Service};
 
 /// Exchange a TokenRequest at the fake as an SDK would (`POST /keys/{keyName}/requestToken`).
 async fn exchange(fake: &FakeAbly, token_request: &Value) -> Result<Value, shared::ably_rest::AblyError> {
@@ -152,30 +153,111 @@ async fn tampered_token_request_is_refused_by_the_mac_check_40101() {
     assert_eq!(e.ably_code(), Some(40101));
 }
 
-#[tokio::test]
-async fn channel_claims_in_the_grant_refuse_the_token_request_with_500() {
-    // The dev policy gives every verified caller channel claims and a rate limit: a
-    // TokenRequest cannot carry them, and dropping a rate limit would widen the client's
-    // rights, so the route refuses (500: the operator must fix the policy) instead.
-    let fake = FakeAbly::start(&[DEV_API_KEY]).await;
-    let policy_file = root().join("dev/policy.json").display().to_string();
-    let overrides = [
-        ("TOKEN_POLICY", None),
-        ("TOKEN_POLICY_FILE", Some(policy_file.as_str())),
-    ];
-    let response = service(Route::TokenRequest, &fake, &overrides)
-        .handle(event(include_str!("../../events/token-request-get-valid-caller.json")))
-        .await;
-    let message = assert_error(&response, 500, 50000);
+/// The start-up error of `route` with `policy` (no Ably call is needed to start).
+fn start_up_error(route: Route, policy: &str) -> Option<String> {
+    let env = dev_env(&[("TOKEN_POLICY_FILE", None), ("TOKEN_POLICY", Some(policy))]);
+    Service::from_env_with(route, &move |k: &str| env.get(k).cloned())
+        .err()
+        .map(|e| e.to_string())
+}
+
+/// Both token routes refuse `policy` at start-up naming `field` and pointing to /auth/jwt,
+/// which starts with it.
+fn assert_token_routes_refuse(policy: serde_json::Value, field: &str) {
+    let policy = policy.to_string();
+    for route in [Route::TokenRequest, Route::AblyToken] {
+        let message = start_up_error(route, &policy).unwrap_or_else(|| panic!("{route:?} started with {policy}"));
+        assert!(
+            message.starts_with(&format!("invalid token policy at `{field}`:")),
+            "{route:?}: {message}"
+        );
+        assert!(
+            message.contains("/auth/jwt") && message.contains("cannot carry them"),
+            "{route:?}: {message}"
+        );
+    }
+    assert_eq!(
+        start_up_error(Route::Jwt, &policy),
+        None,
+        "the JWT route accepts {policy}"
+    );
+}
+
+#[test]
+fn token_routes_refuse_channel_claims_at_start_up_naming_the_field() {
+    assert_token_routes_refuse(
+        json!({"capability":{"chat:*":["subscribe"]},"channelClaims":{"chat:*":"{\"name\":\"{name}\"}"}}),
+        "channelClaims",
+    );
+}
+
+#[test]
+fn token_routes_refuse_rate_limits_at_start_up_naming_the_field() {
+    assert_token_routes_refuse(
+        json!({"capability":{"chat:*":["publish"]},"rateLimits":{"chat:*":5}}),
+        "rateLimits",
+    );
+}
+
+#[test]
+fn token_routes_refuse_a_revocation_key_at_start_up_naming_the_field() {
+    // TokenRequests and Ably Tokens cannot carry it: `revocationKey:` revocations would
+    // silently miss these tokens.
+    assert_token_routes_refuse(
+        json!({"clientId":"{sub}","capability":{"chat:*":["subscribe"]},"revocationKey":"{org}"}),
+        "revocationKey",
+    );
+}
+
+#[test]
+fn token_routes_refuse_a_role_only_rate_limit_at_start_up_naming_the_role() {
+    // Nothing JWT-only at the top level: only the moderator role's grant has it.
+    assert_token_routes_refuse(
+        json!({
+            "clientId": "{sub}",
+            "capability": {"chat:*": ["subscribe"]},
+            "roles": {"claim": "roles", "grants": {
+                "admin": {"mayRevoke": true},
+                "moderator": {"capability": {"chat:*": ["publish"]}, "rateLimits": {"chat:*": 20}}
+            }}
+        }),
+        "roles.grants[\"moderator\"].rateLimits",
+    );
+}
+
+#[test]
+fn token_routes_refuse_anonymous_channel_claims_at_start_up_naming_the_field() {
+    assert_token_routes_refuse(
+        json!({"anonymous":{"capability":{"public:*":["subscribe"]},"channelClaims":{"public:*":"guest"}}}),
+        "anonymous.channelClaims",
+    );
+}
+
+#[test]
+fn the_dev_jwt_policy_is_refused_by_the_token_routes_naming_every_jwt_only_field() {
+    let policy = std::fs::read_to_string(root().join("dev/policy.json")).expect("dev/policy.json");
+    let message = start_up_error(Route::TokenRequest, &policy).expect("refused");
     assert!(
-        message.contains("channel claims or rate limits") && message.contains("/auth/jwt"),
+        message.contains(r#"also at: rateLimits, revocationKey, roles.grants["moderator"].channelClaims"#),
         "{message}"
     );
-    // The anonymous grant has none: still served.
-    let response = service(Route::TokenRequest, &fake, &overrides)
-        .handle(event(include_str!("../../events/token-request-anonymous.json")))
+    assert_eq!(start_up_error(Route::TokenRequest, TOKEN_ROUTES_POLICY), None);
+    assert_eq!(start_up_error(Route::AblyToken, TOKEN_ROUTES_POLICY), None);
+}
+
+#[tokio::test]
+async fn over_long_resource_name_in_the_capability_hint_gets_400_naming_capability() {
+    let fake = FakeAbly::start(&[DEV_API_KEY]).await;
+    let hint = json!({ format!("chat:{}", "a".repeat(3000)): ["subscribe"] }).to_string();
+    let body = json!({ "capability": hint }).to_string();
+    let response = service(Route::TokenRequest, &fake, &[])
+        .handle(post_json("/auth/token-request", &body, &[("authorization", &alice())]))
         .await;
-    assert_json_ok(&response);
+    let message = assert_error(&response, 400, 40000);
+    assert!(
+        message.contains("`capability`") && message.contains("at most 2048 bytes"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! The development settings shipped in `dev/` start every function and behave as the
-//! README says: `dev/dev.env` for JWTs, `dev/token-routes.env` for the token routes.
+//! README says: `dev/dev.env` for JWTs (the token routes refuse its policy at start-up),
+//! `dev/token-routes.env` for the token routes.
 
 use base64::Engine;
 use integration_tests::*;
@@ -53,21 +54,28 @@ fn text(body: &Body) -> String {
 }
 
 #[test]
-fn both_dev_env_files_start_every_function() {
-    for file in ["dev/dev.env", "dev/token-routes.env"] {
-        for route in ROUTES {
-            let _ = service(file, route);
-        }
+fn token_routes_env_starts_every_function_and_dev_env_the_jwt_and_revoke_ones() {
+    for route in ROUTES {
+        let _ = service("dev/token-routes.env", route);
+    }
+    for route in [Route::Jwt, Route::Revoke] {
+        let _ = service("dev/dev.env", route);
     }
 }
 
 #[tokio::test]
-async fn token_request_route_refuses_the_jwt_only_dev_policy_and_serves_the_token_routes_policy() {
-    let refused = service("dev/dev.env", Route::TokenRequest).handle(alice_get()).await;
-    assert_eq!(refused.status().as_u16(), 500);
-    let body: Value = serde_json::from_str(&text(refused.body())).expect("ErrorInfo");
-    assert_eq!(body["error"]["code"], 50000);
-    assert!(body["error"]["message"].as_str().unwrap_or("").contains("/auth/jwt"));
+async fn token_routes_refuse_the_jwt_only_dev_policy_at_start_up_and_serve_the_token_routes_policy() {
+    for route in [Route::TokenRequest, Route::AblyToken] {
+        let env = env_file("dev/dev.env");
+        let message = match Service::from_env_with(route, &move |k: &str| env.get(k).cloned()) {
+            Ok(_) => panic!("{route:?} must not start with dev/policy.json"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            message.contains("`channelClaims`") && message.contains("/auth/jwt"),
+            "{message}"
+        );
+    }
 
     let answered = service("dev/token-routes.env", Route::TokenRequest)
         .handle(alice_get())

@@ -808,7 +808,7 @@ fn env_json_matches_the_dev_settings() {
             serde_json::from_str(doc[logical_id]["TOKEN_POLICY"].as_str().expect("TOKEN_POLICY")).expect("JSON");
         let text = policy.to_string();
         assert!(
-            !text.contains("channelClaims") && !text.contains("rateLimits"),
+            !text.contains("channelClaims") && !text.contains("rateLimits") && !text.contains("revocationKey"),
             "{logical_id}: {text}"
         );
         assert_eq!(policy["capability"], dev_policy["capability"], "{logical_id}");

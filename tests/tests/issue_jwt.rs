@@ -436,6 +436,104 @@ async fn oversized_jwt_is_refused_with_advice() {
     );
 }
 
+/// `capability={json}` for a query string.
+fn capability_query(json: &Value) -> String {
+    let encoded: String = json
+        .to_string()
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    format!("capability={encoded}")
+}
+
+#[tokio::test]
+async fn anonymous_capability_hint_with_an_over_long_resource_name_gets_400_naming_capability() {
+    // One 9,000-byte channel name: the JWT would be over 8 KiB. A client's hint is the
+    // client's error (400), never a 500 that the SDK retries forever.
+    let hint = json!({ format!("public:{}", "a".repeat(9000)): ["subscribe"] });
+    let response = service().handle(get(&capability_query(&hint), &[])).await;
+    let message = assert_error(&response, 400, 40000);
+    assert!(
+        message.contains("`capability`") && message.contains("at most 2048 bytes"),
+        "{message}"
+    );
+    assert!(message.len() < 500, "the name is not echoed whole: {message}");
+}
+
+#[tokio::test]
+async fn capability_hint_that_makes_the_jwt_too_large_gets_400_naming_capability() {
+    // Five names of 2,000 bytes, each within the anonymous grant `public:*`: every one is
+    // valid, together they make a JWT over 8 KiB. Without the hint the token is small.
+    let names: serde_json::Map<String, Value> = (0..5)
+        .map(|i| (format!("public:{i}{}", "a".repeat(1990)), json!(["subscribe"])))
+        .collect();
+    let response = service()
+        .handle(get(&capability_query(&Value::Object(names)), &[]))
+        .await;
+    let message = assert_error(&response, 400, 40000);
+    assert!(
+        message.contains("`capability`") && message.contains("8192-byte limit"),
+        "{message}"
+    );
+    assert_jwt(&service().handle(get("", &[])).await);
+}
+
+#[tokio::test]
+async fn client_id_hint_over_2048_bytes_gets_400_naming_client_id() {
+    let bearer = alice_bearer();
+    let auth = [("authorization", bearer.as_str())];
+    for name in ["clientId", "client_id"] {
+        let query = format!("{name}={}", "a".repeat(2049));
+        let message = assert_error(&service().handle(get(&query, &auth)).await, 400, 40000);
+        assert!(
+            message.contains("`clientId`") && message.contains("at most 2048"),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn jwt_too_large_because_of_the_policy_stays_500_with_or_without_hints() {
+    // The operator's policy alone makes the token too large: hints that narrow nothing (or
+    // only repeat the clientId) do not shift the blame to the client.
+    let rooms: serde_json::Map<String, Value> = (0..60)
+        .map(|i| {
+            (
+                format!("room-{i:03}-with-a-long-descriptive-name:*"),
+                json!(["subscribe", "publish", "presence"]),
+            )
+        })
+        .collect();
+    let channel_claims: serde_json::Map<String, Value> = rooms.keys().map(|k| (k.clone(), json!("{name}"))).collect();
+    let policy = json!({"clientId":"{sub}","capability":rooms,"channelClaims":channel_claims}).to_string();
+    let svc = service_with(&[("TOKEN_POLICY_FILE", None), ("TOKEN_POLICY", Some(&policy))]);
+    let bearer = alice_bearer();
+    let auth = [("authorization", bearer.as_str())];
+    for query in [
+        String::new(),
+        capability_query(&json!({"*": ["*"]})),
+        "clientId=alice&ttl=600000".to_owned(),
+    ] {
+        let message = assert_error(&svc.handle(get(&query, &auth)).await, 500, 50000);
+        assert!(message.contains("the token would be"), "{query}: {message}");
+    }
+    // A hint that narrows the grant enough is served.
+    let (_, claims) = assert_jwt(
+        &svc.handle(get(
+            &capability_query(&json!({"room-001-with-a-long-descriptive-name:*": ["subscribe"]})),
+            &auth,
+        ))
+        .await,
+    );
+    assert_eq!(
+        capability(&claims),
+        json!({"room-001-with-a-long-descriptive-name:*": ["subscribe"]})
+    );
+}
+
 #[tokio::test]
 async fn cors_headers_on_errors_and_none_for_unlisted_origins() {
     let svc = service();
