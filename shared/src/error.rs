@@ -30,6 +30,10 @@ pub enum IssueError {
         field: &'static str,
         message: Cow<'static, str>,
     },
+    /// Ably refused a request shaped by the caller's own input (the revoke route's targets or
+    /// `issuedBefore`): HTTP 400 with Ably's code (400xx) and a message carrying Ably's.
+    #[error("{message}")]
+    RefusedByAbly { code: u32, message: Cow<'static, str> },
     #[error("method {method} is not allowed here: use {allowed}")]
     MethodNotAllowed { method: String, allowed: &'static str },
     #[error("unsupported Content-Type {0:?}: send application/x-www-form-urlencoded or application/json")]
@@ -100,7 +104,7 @@ impl IssueError {
             | IssueError::ClientIdMismatch { .. }
             | IssueError::CapabilityDenied
             | IssueError::OriginNotAllowed(_) => 403,
-            IssueError::BadRequest { .. } => 400,
+            IssueError::BadRequest { .. } | IssueError::RefusedByAbly { .. } => 400,
             IssueError::MethodNotAllowed { .. } => 405,
             IssueError::PayloadTooLarge { .. } => 413,
             IssueError::UnsupportedMediaType(_) => 415,
@@ -120,6 +124,7 @@ impl IssueError {
             IssueError::CapabilityDenied => 40160,
             IssueError::Forbidden(_) | IssueError::OriginNotAllowed(_) => 40300,
             IssueError::BadRequest { .. } => 40000,
+            IssueError::RefusedByAbly { code, .. } => *code,
             IssueError::MethodNotAllowed { .. } => 40500,
             IssueError::PayloadTooLarge { .. } => 41300,
             IssueError::UnsupportedMediaType(_) => 41500,
@@ -149,6 +154,7 @@ impl IssueError {
             IssueError::ClientIdMismatch { .. } => "client_id_mismatch",
             IssueError::CapabilityDenied => "capability_denied",
             IssueError::BadRequest { .. } => "bad_request",
+            IssueError::RefusedByAbly { .. } => "refused_by_ably",
             IssueError::MethodNotAllowed { .. } => "method_not_allowed",
             IssueError::UnsupportedMediaType(_) => "unsupported_media_type",
             IssueError::PayloadTooLarge { .. } => "payload_too_large",
@@ -193,6 +199,10 @@ mod tests {
             },
             IssueError::CapabilityDenied,
             IssueError::bad_request("ttl", "x"),
+            IssueError::RefusedByAbly {
+                code: 40003,
+                message: "x".into(),
+            },
             IssueError::MethodNotAllowed {
                 method: "PUT".into(),
                 allowed: "GET or POST",
