@@ -29,7 +29,9 @@ use lambda_http::http::header::{HeaderName, HeaderValue};
 use lambda_http::http::{Method, Uri};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{json, Map, Value};
-use shared::ably_rest::{AblyError, AblyRest, BatchResult, RevokeRequest, SignTokenRequest, TargetResult, TokenDetails};
+use shared::ably_rest::{
+    AblyError, AblyRest, BatchResult, RevokeRequest, SignTokenRequest, TargetResult, TokenDetails,
+};
 use shared::caller::{
     AuthorizerVerifier, BoxFuture, Caller, CallerVerifier, Claims, CookieVerifier, Hs256Verifier, TokenVerifier,
     Verdict, VerifierChain,

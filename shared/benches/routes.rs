@@ -18,7 +18,9 @@ use common::RsaCaller;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use lambda_http::{Body, Request};
-use shared::ably_rest::{AblyError, AblyRest, BatchResult, RevokeRequest, SignTokenRequest, TargetResult, TokenDetails};
+use shared::ably_rest::{
+    AblyError, AblyRest, BatchResult, RevokeRequest, SignTokenRequest, TargetResult, TokenDetails,
+};
 use shared::caller::BoxFuture;
 use shared::clock::SystemClock;
 use shared::config::{CallerConfig, Config};

@@ -793,12 +793,13 @@ pub fn for_route(route: Route, config: &Config) -> Result<RouteAbly, ConfigError
     if !needed {
         return Ok((None, system));
     }
-    let client = crate::http_client::build_with(crate::http_client::CONNECT_TIMEOUT, ATTEMPT_TIMEOUT).map_err(
-        |source| ConfigError::HttpClient {
-            needed_for: "calling Ably's REST API",
-            source,
-        },
-    )?;
+    let client =
+        crate::http_client::build_with(crate::http_client::CONNECT_TIMEOUT, ATTEMPT_TIMEOUT).map_err(|source| {
+            ConfigError::HttpClient {
+                needed_for: "calling Ably's REST API",
+                source,
+            }
+        })?;
     let ably: Arc<dyn AblyRest> = Arc::new(HttpAbly::new(client, &config.ably_rest_url));
     let clock: Arc<dyn Clock> = if config.ably_query_time {
         Arc::new(AblyClock::new(system, ably.clone()))
@@ -988,13 +989,20 @@ mod tests {
         let default = AblyHosts::for_url("https://main.realtime.ably.net/");
         assert_eq!(default.primary(), DEFAULT_REST_URL);
         assert_eq!(default.fallbacks(), DEFAULT_FALLBACK_URLS);
-        for custom in ["https://rest.ably.io", "http://127.0.0.1:9000", "https://main.realtime.ably.net/v2"] {
+        for custom in [
+            "https://rest.ably.io",
+            "http://127.0.0.1:9000",
+            "https://main.realtime.ably.net/v2",
+        ] {
             let hosts = AblyHosts::for_url(custom);
             assert_eq!(hosts.primary(), custom);
             assert!(hosts.fallbacks().is_empty(), "{custom}");
         }
         let client = crate::http_client::build().unwrap();
-        assert!(HttpAbly::new(client, "http://127.0.0.1:1/").hosts().fallbacks().is_empty());
+        assert!(HttpAbly::new(client, "http://127.0.0.1:1/")
+            .hosts()
+            .fallbacks()
+            .is_empty());
     }
 
     #[test]
@@ -1020,7 +1028,9 @@ mod tests {
     }
 
     fn http_ably(fallbacks: usize) -> HttpAbly {
-        let urls: Vec<String> = (0..fallbacks).map(|i| format!("http://127.0.0.1:{}", 2000 + i)).collect();
+        let urls: Vec<String> = (0..fallbacks)
+            .map(|i| format!("http://127.0.0.1:{}", 2000 + i))
+            .collect();
         HttpAbly::with_hosts(
             crate::http_client::build().unwrap(),
             AblyHosts::new("http://127.0.0.1:1000/", &urls),

@@ -231,12 +231,12 @@ impl CallerConfig {
         };
         let http = match http {
             Some(http) => http,
-            None => Arc::new(ReqwestGet::new(
-                crate::http_client::build().map_err(|source| ConfigError::HttpClient {
+            None => Arc::new(ReqwestGet::new(crate::http_client::build().map_err(|source| {
+                ConfigError::HttpClient {
                     needed_for: "fetching the caller JWKS (CALLER_JWKS_URL / CALLER_ISSUER)",
                     source,
-                })?,
-            )),
+                }
+            })?)),
         };
         JwksVerifier::new(settings, http, clock).map_err(|e| match e {
             JwksConfigError::MissingIssuer => ConfigError::Missing {

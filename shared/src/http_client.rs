@@ -4,7 +4,12 @@
 //!
 //! Lambda freezes containers between invocations: a pooled keep-alive connection may be
 //! dead when the container thaws. Idle connections are dropped after
-//! [`POOL_IDLE_TIMEOUT`], and [`send_idempotent`] retries once on a connection error.
+//! [`POOL_IDLE_TIMEOUT`], and [`send_idempotent`] retries once on a connection error (the
+//! Ably client has its own attempts, with fallback hosts: [`crate::ably_rest::HttpAbly`]).
+//!
+//! Server certificates are verified against the operating system's CA certificates
+//! (`SSL_CERT_FILE` / `SSL_CERT_DIR` override them); without any, [`build`] fails with a
+//! [`ClientBuildError`] saying so.
 
 use std::time::Duration;
 
@@ -81,9 +86,18 @@ mod tests {
     fn build_error_says_the_https_client_failed_with_the_cause_and_what_to_do() {
         let e = ClientBuildError("builder error: No CA certificates were loaded from the system".into());
         let text = e.to_string();
-        assert!(text.starts_with("cannot build the HTTPS client: builder error: No CA certificates"), "{text}");
-        assert!(text.contains("ca-certificates") && text.contains("SSL_CERT_FILE"), "{text}");
-        assert_eq!(e.cause(), "builder error: No CA certificates were loaded from the system");
+        assert!(
+            text.starts_with("cannot build the HTTPS client: builder error: No CA certificates"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ca-certificates") && text.contains("SSL_CERT_FILE"),
+            "{text}"
+        );
+        assert_eq!(
+            e.cause(),
+            "builder error: No CA certificates were loaded from the system"
+        );
         let config = crate::config::ConfigError::HttpClient {
             needed_for: "calling Ably's REST API",
             source: e,
@@ -93,7 +107,10 @@ mod tests {
             config.contains("HTTPS client") && config.contains("calling Ably's REST API"),
             "{config}"
         );
-        assert!(!config.contains("ABLY_REST_URL") && !config.contains("is invalid"), "{config}");
+        assert!(
+            !config.contains("ABLY_REST_URL") && !config.contains("is invalid"),
+            "{config}"
+        );
     }
 
     #[test]

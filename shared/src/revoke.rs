@@ -21,6 +21,7 @@ use crate::params;
 use lambda_http::Request;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
+use std::time::Duration;
 
 /// Entries per revocation request (ten Ably calls), counted before duplicates are dropped;
 /// larger lists must be split by the caller.
@@ -31,6 +32,9 @@ pub const MAX_ISSUED_BEFORE_AGE_MS: u64 = 60 * 60 * 1000;
 /// this far ahead it means "now" and is not sent (Ably then uses its own clock, and refuses
 /// any future time); further ahead is a 400.
 pub const ISSUED_BEFORE_SKEW_MS: u64 = 60 * 1000;
+/// All the Ably calls of one revocation (up to ten batches, each with its fallbacks) end
+/// within this: one [`crate::ably_rest::REQUEST_DEADLINE`], below the 10 s function timeout.
+pub const REVOKE_DEADLINE: Duration = crate::ably_rest::REQUEST_DEADLINE;
 /// Ably's codes for a malformed request (400xx): with HTTP 400 from `revokeTokens`, caused by
 /// what the admin asked for.
 const REQUEST_ERROR_CODES: std::ops::RangeInclusive<u32> = 40000..=40099;
@@ -261,8 +265,20 @@ impl From<BatchFailure> for IssueError {
 }
 
 /// Revoke every target, [`MAX_TARGETS_PER_CALL`] per Ably call, in order, and merge the
-/// answers. Stops at the first failed call.
+/// answers. Stops at the first failed call, and when the calls together pass
+/// [`REVOKE_DEADLINE`] (a 504 saying how far it got, rather than the function timing out).
 pub async fn execute(ably: &dyn AblyRest, key: &ApiKey, revocation: &Revocation) -> Result<BatchResult, BatchFailure> {
+    execute_within(ably, key, revocation, REVOKE_DEADLINE).await
+}
+
+/// [`execute`] with all Ably calls together ending within `deadline`.
+pub async fn execute_within(
+    ably: &dyn AblyRest,
+    key: &ApiKey,
+    revocation: &Revocation,
+    deadline: Duration,
+) -> Result<BatchResult, BatchFailure> {
+    let started = tokio::time::Instant::now();
     let total = revocation.targets.len();
     let mut merged = BatchResult::default();
     let mut done = 0;
@@ -272,9 +288,15 @@ pub async fn execute(ably: &dyn AblyRest, key: &ApiKey, revocation: &Revocation)
             issued_before: revocation.issued_before,
             allow_reauth_margin: revocation.allow_reauth_margin,
         };
-        let answer = ably
-            .revoke_tokens(key, &request)
+        let remaining = deadline.saturating_sub(started.elapsed());
+        let answer = tokio::time::timeout(remaining, ably.revoke_tokens(key, &request))
             .await
+            .unwrap_or_else(|_| {
+                Err(AblyError::Timeout(format!(
+                    "revokeTokens: the calls did not finish within {} ms",
+                    deadline.as_millis()
+                )))
+            })
             .map_err(|error| BatchFailure { error, done, total })?;
         merge(&mut merged, answer);
         done += chunk.len();
@@ -414,7 +436,10 @@ mod tests {
         assert_eq!(at(NOW + 1).unwrap().issued_before, None, "not sent: Ably's now");
         assert_eq!(at(NOW + ISSUED_BEFORE_SKEW_MS).unwrap().issued_before, None);
         let e = at(NOW + ISSUED_BEFORE_SKEW_MS + 1).unwrap_err();
-        assert_eq!((e.status(), e.code(), field_of(e.clone())), (400, 40000, "issuedBefore"));
+        assert_eq!(
+            (e.status(), e.code(), field_of(e.clone())),
+            (400, 40000, "issuedBefore")
+        );
         assert!(e.to_string().contains("in the future"), "{e}");
     }
 
@@ -431,7 +456,10 @@ mod tests {
         };
         let e = IssueError::from(rejected(400, 40003));
         assert_eq!((e.status(), e.code()), (400, 40003));
-        assert!(e.to_string().contains("issuedBefore must be within the last hour"), "{e}");
+        assert!(
+            e.to_string().contains("issuedBefore must be within the last hour"),
+            "{e}"
+        );
         let later = IssueError::from(BatchFailure {
             done: 100,
             total: 250,
@@ -538,6 +566,55 @@ mod tests {
             merged.results.iter().map(|t| t.target.as_str()).collect::<Vec<_>>(),
             r.targets.iter().map(String::as_str).collect::<Vec<_>>()
         );
+    }
+
+    /// Answers every call after `delay_ms`.
+    struct Slow(u64);
+
+    impl AblyRest for Slow {
+        fn request_token<'a>(&'a self, _: &'a SignTokenRequest<'a>) -> BoxFuture<'a, Result<TokenDetails, AblyError>> {
+            unreachable!()
+        }
+        fn revoke_tokens<'a>(
+            &'a self,
+            _: &'a ApiKey,
+            request: &'a RevokeRequest,
+        ) -> BoxFuture<'a, Result<BatchResult, AblyError>> {
+            let n = request.targets.len() as u64;
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(self.0)).await;
+                Ok(BatchResult {
+                    success_count: n,
+                    ..BatchResult::default()
+                })
+            })
+        }
+        fn time(&self) -> BoxFuture<'_, Result<u64, AblyError>> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test]
+    async fn all_batches_together_end_within_the_deadline_with_504_and_progress() {
+        let key = ApiKey::parse("a.b:s").unwrap();
+        let started = std::time::Instant::now();
+        let failure = execute_within(&Slow(50), &key, &revocation(1000), Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(matches!(failure.error, AblyError::Timeout(_)), "{failure:?}");
+        // 50 ms per batch of 100 against 300 ms for ten batches: some went through, not all.
+        assert!(
+            (100..1000).contains(&failure.done) && failure.done % 100 == 0,
+            "{failure:?}"
+        );
+        let e = IssueError::from(failure);
+        assert_eq!((e.status(), e.code()), (504, 50400));
+        assert!(e.to_string().contains("retry the whole request"), "{e}");
+        let merged = execute_within(&Slow(1), &key, &revocation(250), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(merged.success_count, 250);
     }
 
     #[tokio::test]

@@ -247,7 +247,10 @@ async fn rsc15l_primary_5xx_falls_back_with_a_newly_signed_token_request() {
             .await;
         // The fallback recomputed the MAC and checked nonce and timestamp.
         assert_token_details(&response);
-        let (first, retried) = (primary.requests_to("/requestToken"), fallback.requests_to("/requestToken"));
+        let (first, retried) = (
+            primary.requests_to("/requestToken"),
+            fallback.requests_to("/requestToken"),
+        );
         assert_eq!((first.len(), retried.len()), (1, 1), "HTTP {status}");
         let (first_nonce, first_ts) = nonce_and_timestamp(&first[0]);
         let (retried_nonce, retried_ts) = nonce_and_timestamp(&retried[0]);
@@ -400,7 +403,11 @@ async fn rsc15f_a_fallback_that_answered_is_asked_first_on_the_next_request() {
     for _ in 0..3 {
         assert_token_details(&service.handle(valid_caller()).await);
     }
-    assert_eq!(primary.requests().len(), 1, "the down primary cost only the first request");
+    assert_eq!(
+        primary.requests().len(),
+        1,
+        "the down primary cost only the first request"
+    );
     assert_eq!(fallback.requests_to("/requestToken").len(), 3);
 }
 
@@ -423,7 +430,11 @@ fn http_client_that_cannot_be_built_is_reported_as_such() {
     let empty = dir.join("empty.pem");
     std::fs::write(&empty, "").expect("empty CA file");
     let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "http_client_that_cannot_be_built_is_reported_as_such", "--nocapture"])
+        .args([
+            "--exact",
+            "http_client_that_cannot_be_built_is_reported_as_such",
+            "--nocapture",
+        ])
         .env(NO_CA_CHILD, "1")
         .env("SSL_CERT_FILE", &empty)
         .env_remove("SSL_CERT_DIR")
@@ -438,7 +449,10 @@ fn http_client_that_cannot_be_built_is_reported_as_such() {
         .unwrap_or_else(|| panic!("the child printed no error: {stdout}"));
     assert!(line.starts_with("cannot build the HTTPS client"), "{line}");
     assert!(line.contains("No CA certificates"), "the cause: {line}");
-    assert!(line.contains("ca-certificates") && line.contains("SSL_CERT_FILE"), "what to do: {line}");
+    assert!(
+        line.contains("ca-certificates") && line.contains("SSL_CERT_FILE"),
+        "what to do: {line}"
+    );
     assert!(line.contains("calling Ably's REST API"), "{line}");
     assert!(!line.contains("ABLY_REST_URL is invalid"), "{line}");
 }

@@ -4,7 +4,8 @@ use super::FakeAbly;
 use integration_tests::*;
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
-use shared::ably_rest::{AblyHosts, HttpAbly};
+use shared::ably_rest::{AblyClock, AblyHosts, AblyRest, HttpAbly};
+use shared::clock::SystemClock;
 use shared::config::Config;
 use shared::service::Deps;
 use shared::{Route, Service};
@@ -44,12 +45,18 @@ pub fn service_with_timeout(
     service_with_ably(route, fake, overrides, ably)
 }
 
-/// As [`service`], but Ably reached through `ably` (e.g. a primary and fallbacks at fakes).
+/// As [`service`], but Ably reached through `ably` (e.g. a primary and fallbacks at fakes),
+/// also for Ably's clock when `ABLY_QUERY_TIME=true`.
 pub fn service_with_ably(route: Route, fake: &FakeAbly, overrides: &[(&str, Option<&str>)], ably: HttpAbly) -> Service {
     let env = env_for(fake, overrides);
     let config = Config::from_env(&move |k: &str| env.get(k).cloned()).expect("configuration is valid");
+    let query_time = config.ably_query_time;
     let mut deps = Deps::from_config(config, route).expect("deps");
-    deps.ably = Some(Arc::new(ably));
+    let ably: Arc<dyn AblyRest> = Arc::new(ably);
+    if query_time {
+        deps.clock = Arc::new(AblyClock::new(Arc::new(SystemClock), ably.clone()));
+    }
+    deps.ably = Some(ably);
     Service::new(route, deps)
 }
 
