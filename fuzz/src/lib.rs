@@ -29,7 +29,9 @@ use lambda_http::http::header::{HeaderName, HeaderValue};
 use lambda_http::http::{Method, Uri};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{json, Map, Value};
-use shared::ably_rest::{AblyError, AblyRest, BatchResult, RevokeRequest, TargetResult, TokenDetails};
+use shared::ably_rest::{
+    AblyError, AblyRest, BatchResult, RevokeRequest, SignTokenRequest, TargetResult, TokenDetails,
+};
 use shared::caller::{
     AuthorizerVerifier, BoxFuture, Caller, CallerVerifier, Claims, CookieVerifier, Hs256Verifier, TokenVerifier,
     Verdict, VerifierChain,
@@ -1394,7 +1396,11 @@ impl KeySource for FakeKeys {
 struct FakeAbly;
 
 impl AblyRest for FakeAbly {
-    fn request_token<'a>(&'a self, request: &'a TokenRequest) -> BoxFuture<'a, Result<TokenDetails, AblyError>> {
+    fn request_token<'a>(&'a self, sign: &'a SignTokenRequest<'a>) -> BoxFuture<'a, Result<TokenDetails, AblyError>> {
+        let request = match sign() {
+            Ok(request) => request,
+            Err(e) => return Box::pin(std::future::ready(Err(AblyError::NotSent(e)))),
+        };
         let details = TokenDetails {
             token: "fake-ably-token".to_owned(),
             key_name: request.key_name.clone(),

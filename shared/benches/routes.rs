@@ -18,13 +18,14 @@ use common::RsaCaller;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use lambda_http::{Body, Request};
-use shared::ably_rest::{AblyError, AblyRest, BatchResult, RevokeRequest, TargetResult, TokenDetails};
+use shared::ably_rest::{
+    AblyError, AblyRest, BatchResult, RevokeRequest, SignTokenRequest, TargetResult, TokenDetails,
+};
 use shared::caller::BoxFuture;
 use shared::clock::SystemClock;
 use shared::config::{CallerConfig, Config};
 use shared::key::ApiKey;
 use shared::service::Deps;
-use shared::token_request::TokenRequest;
 use shared::{Route, Service};
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
@@ -45,7 +46,11 @@ const ORIGIN: &str = "http://localhost:8080";
 struct InstantAbly;
 
 impl AblyRest for InstantAbly {
-    fn request_token<'a>(&'a self, request: &'a TokenRequest) -> BoxFuture<'a, Result<TokenDetails, AblyError>> {
+    fn request_token<'a>(&'a self, sign: &'a SignTokenRequest<'a>) -> BoxFuture<'a, Result<TokenDetails, AblyError>> {
+        let request = match sign() {
+            Ok(request) => request,
+            Err(e) => return Box::pin(std::future::ready(Err(AblyError::NotSent(e)))),
+        };
         let details = TokenDetails {
             token: "xVLyHw.A-pwh7wicf3afTfgiw4k2Ku33kcnSA7z6y8FjuYpe3QaNRTEo4".into(),
             key_name: request.key_name.clone(),

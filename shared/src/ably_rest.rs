@@ -3,12 +3,20 @@
 //! per-container [`crate::http_client`]); tests put a fake Ably server on loopback behind it,
 //! or implement the trait in memory.
 //!
+//! Like Ably's SDKs (REC2, RSC15), [`HttpAbly`] retries a call on Ably's fallback hosts when
+//! the endpoint is the default one ([`AblyHosts::for_url`]): after a connection failure, a
+//! timeout, HTTP 500–504, or a 4xx that carries no Ably error (a CDN's answer, not Ably's);
+//! never after an ordinary Ably 4xx. Every call, all attempts included, ends within
+//! [`REQUEST_DEADLINE`]. Each `requestToken` attempt sends a freshly signed TokenRequest (a
+//! resent nonce is refused with 40105).
+//!
 //! Ably's answers map onto the caller's contract (see [`AblyError`] and its conversion into
-//! [`IssueError`]): Ably 5xx → 502, no answer in time → 504, no connection after one retry →
+//! [`IssueError`]): Ably 5xx → 502, no answer in time → 504, no connection on any host →
 //! 503 with `Retry-After`, Ably's rate limit (429 or 40115) → 503 with `Retry-After`, and any
 //! other Ably 4xx → 500 — our request or key is wrong, which is a server-side fault and must
 //! never reach the SDK as a 403 (that would stop the client for good). Ably's own code and
-//! message go to the log only.
+//! message go to the log only. (The revoke route answers an Ably 4xx about the admin's own
+//! request with 400: see [`crate::revoke`].)
 
 use crate::caller::BoxFuture;
 use crate::clock::{Clock, SystemClock};
@@ -17,15 +25,36 @@ use crate::error::{IssueError, UpstreamFault};
 use crate::key::ApiKey;
 use crate::service::Route;
 use crate::token_request::TokenRequest;
-use lambda_http::http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use lambda_http::http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER, SERVER};
 use lambda_http::http::HeaderMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// `ABLY_REST_URL` default: Ably's primary REST endpoint.
 pub const DEFAULT_REST_URL: &str = "https://main.realtime.ably.net";
+/// Ably's fallback hosts for [`DEFAULT_REST_URL`] (REC2c, RSC15a), tried in random order
+/// when it fails. A custom `ABLY_REST_URL` gets none.
+pub const DEFAULT_FALLBACK_URLS: [&str; 5] = [
+    "https://main.a.fallback.ably-realtime.com",
+    "https://main.b.fallback.ably-realtime.com",
+    "https://main.c.fallback.ably-realtime.com",
+    "https://main.d.fallback.ably-realtime.com",
+    "https://main.e.fallback.ably-realtime.com",
+];
+/// One Ably call, all its attempts (primary, the one stale-connection retry, fallback hosts)
+/// included, ends within this: 3 s of the 10 s function timeout stay for verifying the
+/// caller, reading the key and answering (the SDK calling us gives up after 10 s too).
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(7);
+/// One attempt's timeout (connecting: [`crate::http_client::CONNECT_TIMEOUT`], 2 s): Ably
+/// answers in well under a second, so a hung host leaves time for two more.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A fallback host that answered is tried first for this long (RSC15f, Ably's
+/// `fallbackRetryTimeout`), so a down primary does not cost every request a timeout.
+pub const FALLBACK_RETRY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// Ably REST protocol version sent as `X-Ably-Version`.
 pub const ABLY_PROTOCOL_VERSION: &str = "6";
 /// Ably accepts at most this many targets in one `revokeTokens` call.
@@ -103,11 +132,11 @@ pub struct TargetResult {
 
 /// What went wrong talking to Ably. `Display` is for the log: it carries Ably's code and
 /// message, which are never sent to the client as they are.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum AblyError {
-    /// No connection (refused, reset, closed before an answer), after the one retry.
+    /// No connection (refused, reset, closed before an answer) on any host tried.
     Unreachable(String),
-    /// No answer within the client's timeout.
+    /// No answer within the attempt's timeout or the call's [`REQUEST_DEADLINE`].
     Timeout(String),
     /// Ably answered 5xx, or something that is not a readable answer.
     BadGateway {
@@ -128,6 +157,9 @@ pub enum AblyError {
         code: Option<u32>,
         message: String,
     },
+    /// Nothing was sent: the request could not be prepared (the TokenRequest could not be
+    /// signed). Answered to the caller as this error is.
+    NotSent(IssueError),
 }
 
 impl AblyError {
@@ -137,7 +169,7 @@ impl AblyError {
             AblyError::BadGateway { code, .. }
             | AblyError::RateLimited { code, .. }
             | AblyError::Rejected { code, .. } => *code,
-            AblyError::Unreachable(_) | AblyError::Timeout(_) => None,
+            AblyError::Unreachable(_) | AblyError::Timeout(_) | AblyError::NotSent(_) => None,
         }
     }
 
@@ -166,7 +198,8 @@ impl fmt::Display for AblyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let code = |c: &Option<u32>| c.map_or_else(|| "none".to_owned(), |c| c.to_string());
         match self {
-            AblyError::Unreachable(e) => write!(f, "Ably could not be reached (after one retry): {e}"),
+            AblyError::Unreachable(e) => write!(f, "Ably could not be reached: {e}"),
+            AblyError::NotSent(e) => write!(f, "no request was sent to Ably: {e}"),
             AblyError::Timeout(e) => write!(f, "Ably did not answer in time: {e}"),
             AblyError::BadGateway {
                 status,
@@ -228,14 +261,21 @@ impl From<AblyError> for IssueError {
                 "Ably refused the request this service made on your behalf. This is a server-side fault, not a problem with your credentials; the operator finds Ably's error code in the function's log"
                     .into(),
             ),
+            AblyError::NotSent(e) => e,
         }
     }
 }
 
+/// Signs a fresh TokenRequest (a new nonce, the current timestamp). [`AblyRest::request_token`]
+/// calls it once per attempt: Ably refuses a nonce it has seen (40105), even when its answer
+/// to the first attempt was lost.
+pub type SignTokenRequest<'a> = dyn Fn() -> Result<TokenRequest, IssueError> + Send + Sync + 'a;
+
 /// Ably's REST API, as much of it as this project uses.
 pub trait AblyRest: Send + Sync {
-    /// `POST /keys/{keyName}/requestToken` with a signed TokenRequest (no auth header).
-    fn request_token<'a>(&'a self, request: &'a TokenRequest) -> BoxFuture<'a, Result<TokenDetails, AblyError>>;
+    /// `POST /keys/{keyName}/requestToken` with a TokenRequest from `sign` (no auth header),
+    /// signed afresh for every attempt.
+    fn request_token<'a>(&'a self, sign: &'a SignTokenRequest<'a>) -> BoxFuture<'a, Result<TokenDetails, AblyError>>;
     /// `POST /keys/{keyName}/revokeTokens`, Basic auth with `key` (≤ 100 targets).
     fn revoke_tokens<'a>(
         &'a self,
@@ -246,57 +286,241 @@ pub trait AblyRest: Send + Sync {
     fn time(&self) -> BoxFuture<'_, Result<u64, AblyError>>;
 }
 
-/// The real client: HTTPS to `ABLY_REST_URL` over the per-container [`reqwest::Client`].
-#[derive(Debug, Clone)]
-pub struct HttpAbly {
-    client: reqwest::Client,
-    base: String,
+/// Where Ably's REST API is: a primary base URL, and the fallback base URLs tried (in random
+/// order) when the primary fails. Tests point both at loopback fakes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AblyHosts {
+    primary: String,
+    fallbacks: Vec<String>,
 }
 
-impl HttpAbly {
-    /// `base_url` such as `https://main.realtime.ably.net` (a trailing `/` is ignored).
-    pub fn new(client: reqwest::Client, base_url: &str) -> Self {
-        HttpAbly {
-            client,
-            base: base_url.trim_end_matches('/').to_owned(),
+impl AblyHosts {
+    /// Base URLs such as `https://main.realtime.ably.net` (a trailing `/` is ignored).
+    pub fn new<I, S>(primary: &str, fallbacks: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        AblyHosts {
+            primary: primary.trim_end_matches('/').to_owned(),
+            fallbacks: fallbacks
+                .into_iter()
+                .map(|f| f.as_ref().trim_end_matches('/').to_owned())
+                .collect(),
         }
     }
 
+    /// The hosts for an `ABLY_REST_URL`: [`DEFAULT_REST_URL`] with Ably's
+    /// [`DEFAULT_FALLBACK_URLS`]; any other URL alone (RSC15g: a custom endpoint gets no
+    /// fallbacks).
+    pub fn for_url(url: &str) -> Self {
+        let url = url.trim_end_matches('/');
+        if url.eq_ignore_ascii_case(DEFAULT_REST_URL) {
+            AblyHosts::new(DEFAULT_REST_URL, DEFAULT_FALLBACK_URLS)
+        } else {
+            AblyHosts::new(url, std::iter::empty::<&str>())
+        }
+    }
+
+    pub fn primary(&self) -> &str {
+        &self.primary
+    }
+
+    pub fn fallbacks(&self) -> &[String] {
+        &self.fallbacks
+    }
+}
+
+/// The real client: HTTPS to `ABLY_REST_URL` over the per-container [`reqwest::Client`],
+/// with Ably's fallback hosts (see the module docs).
+///
+/// Attempts of one call: the first host (the primary, or the fallback that answered last,
+/// RSC15f); once more on the same host if the connection failed before any answer (a
+/// keep-alive socket gone stale while the container was frozen); then each remaining host
+/// once, fallbacks in random order; all within the deadline. Each attempt is bounded by the
+/// client's own timeout ([`ATTEMPT_TIMEOUT`] for the client [`for_route`] builds).
+#[derive(Debug, Clone)]
+pub struct HttpAbly {
+    client: reqwest::Client,
+    hosts: AblyHosts,
+    deadline: Duration,
+    fallback_retry_timeout: Duration,
+    /// The fallback (index into `hosts.fallbacks`) that answered last, and when.
+    preferred: Arc<Mutex<Option<(usize, Instant)>>>,
+}
+
+/// One host of a call's plan: `None` is the primary, `Some(i)` the i-th fallback.
+type Host<'a> = (Option<usize>, &'a str);
+
+impl HttpAbly {
+    /// `base_url` such as `https://main.realtime.ably.net` (a trailing `/` is ignored), with
+    /// the fallbacks [`AblyHosts::for_url`] gives it.
+    pub fn new(client: reqwest::Client, base_url: &str) -> Self {
+        Self::with_hosts(client, AblyHosts::for_url(base_url))
+    }
+
+    /// Exactly these hosts.
+    pub fn with_hosts(client: reqwest::Client, hosts: AblyHosts) -> Self {
+        HttpAbly {
+            client,
+            hosts,
+            deadline: REQUEST_DEADLINE,
+            fallback_retry_timeout: FALLBACK_RETRY_TIMEOUT,
+            preferred: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Every call ends within `deadline` (default [`REQUEST_DEADLINE`]).
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// A fallback that answered is tried first for `timeout` (default
+    /// [`FALLBACK_RETRY_TIMEOUT`]; zero: always the primary first).
+    pub fn with_fallback_retry_timeout(mut self, timeout: Duration) -> Self {
+        self.fallback_retry_timeout = timeout;
+        self
+    }
+
+    /// The primary base URL.
     pub fn base_url(&self) -> &str {
-        &self.base
+        &self.hosts.primary
     }
 
-    fn key_url(&self, key_name: &str, action: &str) -> String {
-        let mut url = String::with_capacity(self.base.len() + key_name.len() + 32);
-        url.push_str(&self.base);
-        url.push_str("/keys/");
-        push_path_segment(&mut url, key_name);
-        url.push('/');
-        url.push_str(action);
-        url
+    pub fn hosts(&self) -> &AblyHosts {
+        &self.hosts
     }
 
-    fn post(&self, url: &str, body: &[u8]) -> reqwest::RequestBuilder {
+    fn post(&self, url: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
         self.client
             .post(url)
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json")
             .header("x-ably-version", ABLY_PROTOCOL_VERSION)
-            .body(body.to_vec())
+            .body(body)
+    }
+
+    fn preferred(&self) -> Option<usize> {
+        let mut preferred = self.preferred.lock().unwrap_or_else(PoisonError::into_inner);
+        match *preferred {
+            Some((i, since)) if since.elapsed() < self.fallback_retry_timeout && i < self.hosts.fallbacks.len() => {
+                Some(i)
+            }
+            Some(_) => {
+                *preferred = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// The hosts of one call, in order: the preferred fallback (if any), the primary, the
+    /// other fallbacks shuffled.
+    fn plan(&self) -> Vec<Host<'_>> {
+        let preferred = self.preferred();
+        let mut others: Vec<Host<'_>> = self
+            .hosts
+            .fallbacks
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != preferred)
+            .map(|(i, url)| (Some(i), url.as_str()))
+            .collect();
+        shuffle(&mut others);
+        let mut plan = Vec::with_capacity(1 + self.hosts.fallbacks.len());
+        if let Some(i) = preferred {
+            plan.push((Some(i), self.hosts.fallbacks[i].as_str()));
+        }
+        plan.push((None, self.hosts.primary.as_str()));
+        plan.extend(others);
+        plan
+    }
+
+    /// Remember (or forget) the fallback that last answered.
+    fn answered(&self, host: Option<usize>) {
+        let mut preferred = self.preferred.lock().unwrap_or_else(PoisonError::into_inner);
+        *preferred = host.map(|i| (i, Instant::now()));
+    }
+
+    fn failed(&self, host: Option<usize>) {
+        let mut preferred = self.preferred.lock().unwrap_or_else(PoisonError::into_inner);
+        if host.is_some() && preferred.map(|(i, _)| i) == host {
+            *preferred = None;
+        }
+    }
+
+    /// One call: `make` builds the request for a base URL (once per attempt), the answer is
+    /// read as `T`; see the type's docs for the attempts.
+    async fn call<T, F>(&self, operation: &'static str, make: F) -> Result<T, AblyError>
+    where
+        T: DeserializeOwned,
+        F: Fn(&str) -> Result<reqwest::RequestBuilder, AblyError>,
+    {
+        let started = Instant::now();
+        let plan = self.plan();
+        let mut last = None;
+        let mut retried_stale = false;
+        let mut next = 0;
+        while let Some(&(index, base)) = plan.get(next) {
+            let remaining = self.deadline.saturating_sub(started.elapsed());
+            if remaining.is_zero() {
+                break;
+            }
+            let request = make(base)?;
+            let failure = match tokio::time::timeout(remaining, attempt::<T>(request)).await {
+                Ok(Ok(answer)) => {
+                    self.answered(index);
+                    return Ok(answer);
+                }
+                Ok(Err(failure)) => failure,
+                Err(_) => {
+                    self.failed(index);
+                    last = None;
+                    break;
+                }
+            };
+            self.failed(index);
+            if !failure.try_next_host {
+                return Err(failure.error);
+            }
+            if failure.stale_connection && next == 0 && !retried_stale {
+                retried_stale = true;
+            } else {
+                next += 1;
+            }
+            if next < plan.len() {
+                tracing::warn!(
+                    operation,
+                    host = base,
+                    ably_error = %failure.error,
+                    "Ably request failed; trying again"
+                );
+            }
+            last = Some(failure.error);
+        }
+        Err(last.unwrap_or_else(|| {
+            AblyError::Timeout(format!(
+                "{operation}: no answer within the {} ms deadline for all attempts",
+                self.deadline.as_millis()
+            ))
+        }))
     }
 }
 
 impl AblyRest for HttpAbly {
-    fn request_token<'a>(&'a self, request: &'a TokenRequest) -> BoxFuture<'a, Result<TokenDetails, AblyError>> {
+    fn request_token<'a>(&'a self, sign: &'a SignTokenRequest<'a>) -> BoxFuture<'a, Result<TokenDetails, AblyError>> {
         Box::pin(async move {
-            let body = serde_json::to_vec(request).map_err(|e| AblyError::BadGateway {
-                status: None,
-                code: None,
-                message: format!("cannot encode the TokenRequest: {e}"),
-            })?;
-            let url = self.key_url(&request.key_name, "requestToken");
-            let details: TokenDetails =
-                read(crate::http_client::send_idempotent(|| self.post(&url, &body)).await).await?;
+            let make = |base: &str| {
+                let request = sign().map_err(AblyError::NotSent)?;
+                let body = serde_json::to_vec(&request).map_err(|e| {
+                    AblyError::NotSent(IssueError::Internal(
+                        format!("cannot encode the TokenRequest: {e}").into(),
+                    ))
+                })?;
+                Ok(self.post(&key_url(base, &request.key_name, "requestToken"), body))
+            };
+            let details: TokenDetails = self.call("requestToken", make).await?;
             if details.token.is_empty() {
                 return Err(AblyError::BadGateway {
                     status: None,
@@ -314,42 +538,61 @@ impl AblyRest for HttpAbly {
         request: &'a RevokeRequest,
     ) -> BoxFuture<'a, Result<BatchResult, AblyError>> {
         Box::pin(async move {
-            let body = serde_json::to_vec(request).map_err(|e| AblyError::BadGateway {
-                status: None,
-                code: None,
-                message: format!("cannot encode the revocation request: {e}"),
+            let body = serde_json::to_vec(request).map_err(|e| {
+                AblyError::NotSent(IssueError::Internal(
+                    format!("cannot encode the revocation request: {e}").into(),
+                ))
             })?;
-            let url = self.key_url(key.name(), "revokeTokens");
-            read(
-                crate::http_client::send_idempotent(|| {
-                    self.post(&url, &body)
-                        .basic_auth(key.name(), Some(key.secret().expose()))
-                })
-                .await,
-            )
+            self.call("revokeTokens", |base| {
+                Ok(self
+                    .post(&key_url(base, key.name(), "revokeTokens"), body.clone())
+                    .basic_auth(key.name(), Some(key.secret().expose())))
+            })
             .await
         })
     }
 
     fn time(&self) -> BoxFuture<'_, Result<u64, AblyError>> {
         Box::pin(async move {
-            let url = format!("{}/time", self.base);
-            let answer: Vec<u64> = read(
-                crate::http_client::send_idempotent(|| {
-                    self.client
-                        .get(&url)
+            let answer: Vec<u64> = self
+                .call("time", |base| {
+                    Ok(self
+                        .client
+                        .get(format!("{base}/time"))
                         .header(ACCEPT, "application/json")
-                        .header("x-ably-version", ABLY_PROTOCOL_VERSION)
+                        .header("x-ably-version", ABLY_PROTOCOL_VERSION))
                 })
-                .await,
-            )
-            .await?;
+                .await?;
             answer.first().copied().ok_or_else(|| AblyError::BadGateway {
                 status: None,
                 code: None,
                 message: "Ably's /time answer is an empty list".into(),
             })
         })
+    }
+}
+
+/// `{base}/keys/{keyName}/{action}`.
+fn key_url(base: &str, key_name: &str, action: &str) -> String {
+    let mut url = String::with_capacity(base.len() + key_name.len() + 32);
+    url.push_str(base);
+    url.push_str("/keys/");
+    push_path_segment(&mut url, key_name);
+    url.push('/');
+    url.push_str(action);
+    url
+}
+
+/// Shuffle in place with the operating system's CSPRNG (the order of fallback hosts, RSC15a);
+/// if it fails, the order stays as it is, which is still correct.
+fn shuffle<T>(items: &mut [T]) {
+    let mut random = [0u8; 32];
+    if items.len() < 2 || items.len() > random.len() || aws_lc_rs::rand::fill(&mut random).is_err() {
+        return;
+    }
+    for i in (1..items.len()).rev() {
+        let j = usize::from(random[i]) % (i + 1);
+        items.swap(i, j);
     }
 }
 
@@ -380,30 +623,62 @@ fn transport_error(e: &reqwest::Error) -> AblyError {
 
 /// A reqwest error with its causes ("connection refused" sits in the source chain).
 fn describe(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    crate::http_client::error_chain(e)
 }
 
-/// Read an answer: a 2xx JSON body as `T`, anything else as the matching [`AblyError`].
-async fn read<T: DeserializeOwned>(sent: Result<reqwest::Response, reqwest::Error>) -> Result<T, AblyError> {
-    let response = sent.map_err(|e| transport_error(&e))?;
+/// Why one attempt failed, and what may follow it.
+struct Failure {
+    error: AblyError,
+    /// RSC15l: no connection, a timeout, HTTP 500–504, or a 4xx that is not Ably's.
+    try_next_host: bool,
+    /// The connection failed before any answer (refused, reset, closed): worth one retry on
+    /// the same host when it may be a stale keep-alive socket.
+    stale_connection: bool,
+}
+
+/// Send one request and read its answer: a 2xx JSON body as `T`, anything else as the
+/// matching [`AblyError`], with whether another host may answer better.
+async fn attempt<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<T, Failure> {
+    let response = request.send().await.map_err(|e| Failure {
+        error: transport_error(&e),
+        try_next_host: true,
+        stale_connection: !e.is_timeout() && (e.is_connect() || e.is_request()),
+    })?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = read_body(response).await?;
+    // A body cut off, too slow or far too large is a broken answer: another host may do better.
+    let body = read_body(response).await.map_err(|error| Failure {
+        error,
+        try_next_host: true,
+        stale_connection: false,
+    })?;
     if (200..300).contains(&status) {
-        return serde_json::from_slice(&body).map_err(|e| AblyError::BadGateway {
-            status: None,
-            code: None,
-            message: format!("HTTP {status} with a body that is not the expected JSON: {e}"),
+        return serde_json::from_slice(&body).map_err(|e| Failure {
+            error: AblyError::BadGateway {
+                status: None,
+                code: None,
+                message: format!("HTTP {status} with a body that is not the expected JSON: {e}"),
+            },
+            try_next_host: false,
+            stale_connection: false,
         });
     }
-    Err(classify(status, &headers, &body))
+    let error = classify(status, &headers, &body);
+    Err(Failure {
+        try_next_host: should_fall_back(status, &headers, &error),
+        error,
+        stale_connection: false,
+    })
+}
+
+/// RSC15l: HTTP 500–504, or an answer of 400 or more that is not Ably's (no Ably error code
+/// in the body or `X-Ably-ErrorCode`, or a `Server: CloudFront` header). An Ably 4xx is final.
+fn should_fall_back(status: u16, headers: &HeaderMap, error: &AblyError) -> bool {
+    let cloudfront = headers
+        .get(SERVER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("cloudfront"));
+    (500..=504).contains(&status) || (status >= 400 && (cloudfront || error.ably_code().is_none()))
 }
 
 async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, AblyError> {
@@ -518,10 +793,13 @@ pub fn for_route(route: Route, config: &Config) -> Result<RouteAbly, ConfigError
     if !needed {
         return Ok((None, system));
     }
-    let client = crate::http_client::build().map_err(|e| ConfigError::Invalid {
-        var: "ABLY_REST_URL",
-        message: e.to_string(),
-    })?;
+    let client =
+        crate::http_client::build_with(crate::http_client::CONNECT_TIMEOUT, ATTEMPT_TIMEOUT).map_err(|source| {
+            ConfigError::HttpClient {
+                needed_for: "calling Ably's REST API",
+                source,
+            }
+        })?;
     let ably: Arc<dyn AblyRest> = Arc::new(HttpAbly::new(client, &config.ably_rest_url));
     let clock: Arc<dyn Clock> = if config.ably_query_time {
         Arc::new(AblyClock::new(system, ably.clone()))
@@ -706,6 +984,99 @@ mod tests {
         }
     }
 
+    #[test]
+    fn rsc15g_only_the_default_endpoint_gets_fallbacks() {
+        let default = AblyHosts::for_url("https://main.realtime.ably.net/");
+        assert_eq!(default.primary(), DEFAULT_REST_URL);
+        assert_eq!(default.fallbacks(), DEFAULT_FALLBACK_URLS);
+        for custom in [
+            "https://rest.ably.io",
+            "http://127.0.0.1:9000",
+            "https://main.realtime.ably.net/v2",
+        ] {
+            let hosts = AblyHosts::for_url(custom);
+            assert_eq!(hosts.primary(), custom);
+            assert!(hosts.fallbacks().is_empty(), "{custom}");
+        }
+        let client = crate::http_client::build().unwrap();
+        assert!(HttpAbly::new(client, "http://127.0.0.1:1/")
+            .hosts()
+            .fallbacks()
+            .is_empty());
+    }
+
+    #[test]
+    fn rsc15l_falls_back_on_5xx_and_non_ably_4xx_never_on_an_ably_4xx() {
+        let decide = |status: u16, pairs: &[(&'static str, &'static str)], body: &[u8]| {
+            let headers = headers(pairs);
+            should_fall_back(status, &headers, &classify(status, &headers, body))
+        };
+        let ably_error = br#"{"error":{"message":"m","code":40000,"statusCode":400}}"#;
+        for status in [500, 501, 502, 503, 504] {
+            assert!(decide(status, &[], ably_error), "{status}");
+        }
+        assert!(!decide(505, &[("x-ably-errorcode", "50000")], b""));
+        assert!(decide(403, &[], b"<html>Request blocked</html>"), "a CDN's 4xx");
+        assert!(decide(
+            403,
+            &[("server", "CloudFront"), ("x-ably-errorcode", "40300")],
+            b""
+        ));
+        assert!(!decide(400, &[], ably_error));
+        assert!(!decide(401, &[("x-ably-errorcode", "40101")], b""));
+        assert!(!decide(429, &[("x-ably-errorcode", "42910")], b""), "Ably's rate limit");
+    }
+
+    fn http_ably(fallbacks: usize) -> HttpAbly {
+        let urls: Vec<String> = (0..fallbacks)
+            .map(|i| format!("http://127.0.0.1:{}", 2000 + i))
+            .collect();
+        HttpAbly::with_hosts(
+            crate::http_client::build().unwrap(),
+            AblyHosts::new("http://127.0.0.1:1000/", &urls),
+        )
+    }
+
+    #[test]
+    fn rsc15a_plan_is_the_primary_then_every_fallback_once_in_random_order() {
+        let ably = http_ably(5);
+        let mut orders = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let plan = ably.plan();
+            assert_eq!(plan[0], (None, "http://127.0.0.1:1000"));
+            let mut rest: Vec<usize> = plan[1..].iter().map(|(i, _)| i.unwrap()).collect();
+            orders.insert(rest.clone());
+            rest.sort_unstable();
+            assert_eq!(rest, [0, 1, 2, 3, 4]);
+        }
+        assert!(orders.len() > 1, "fallbacks come in random order");
+    }
+
+    #[test]
+    fn rsc15f_a_fallback_that_answered_comes_first_until_the_retry_timeout() {
+        let ably = http_ably(3);
+        ably.answered(Some(2));
+        let plan = ably.plan();
+        assert_eq!(plan[0], (Some(2), "http://127.0.0.1:2002"));
+        assert_eq!(plan[1].0, None, "then the primary");
+        assert_eq!(plan.len(), 4, "each host once");
+        ably.failed(Some(2));
+        assert_eq!(ably.plan()[0].0, None, "a failed preferred fallback is forgotten");
+        ably.answered(Some(1));
+        ably.answered(None);
+        assert_eq!(ably.plan()[0].0, None, "the primary answered again");
+        let expired = http_ably(3).with_fallback_retry_timeout(Duration::ZERO);
+        expired.answered(Some(1));
+        assert_eq!(expired.plan()[0].0, None);
+    }
+
+    #[test]
+    fn a_token_request_that_cannot_be_signed_is_answered_as_its_own_error() {
+        let e = AblyError::NotSent(IssueError::Misconfigured("no claims".into()));
+        assert!(e.to_string().contains("no request was sent"), "{e}");
+        assert_eq!(IssueError::from(e), IssueError::Misconfigured("no claims".into()));
+    }
+
     struct TimeOnly {
         ms: u64,
         calls: AtomicUsize,
@@ -713,7 +1084,7 @@ mod tests {
     }
 
     impl AblyRest for TimeOnly {
-        fn request_token<'a>(&'a self, _: &'a TokenRequest) -> BoxFuture<'a, Result<TokenDetails, AblyError>> {
+        fn request_token<'a>(&'a self, _: &'a SignTokenRequest<'a>) -> BoxFuture<'a, Result<TokenDetails, AblyError>> {
             unreachable!()
         }
         fn revoke_tokens<'a>(

@@ -24,6 +24,13 @@ pub enum ConfigError {
     Policy(#[from] PolicyError),
     #[error("both {0} and {1} are set; set exactly one")]
     Ambiguous(&'static str, &'static str),
+    /// The outbound HTTPS client could not be built (e.g. no CA certificates on the
+    /// machine); `needed_for` says which setting made the function need it.
+    #[error("{source} (needed for {needed_for})")]
+    HttpClient {
+        needed_for: &'static str,
+        source: crate::http_client::ClientBuildError,
+    },
 }
 
 fn invalid(var: &'static str, message: impl Into<String>) -> ConfigError {
@@ -225,9 +232,12 @@ impl CallerConfig {
         };
         let http = match http {
             Some(http) => http,
-            None => Arc::new(ReqwestGet::new(
-                crate::http_client::build().map_err(|e| invalid("CALLER_JWKS_URL", e.to_string()))?,
-            )),
+            None => Arc::new(ReqwestGet::new(crate::http_client::build().map_err(|source| {
+                ConfigError::HttpClient {
+                    needed_for: "fetching the caller JWKS (CALLER_JWKS_URL / CALLER_ISSUER)",
+                    source,
+                }
+            })?)),
         };
         JwksVerifier::new(settings, http, clock).map_err(|e| match e {
             JwksConfigError::MissingIssuer => ConfigError::Missing {

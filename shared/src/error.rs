@@ -33,6 +33,10 @@ pub enum IssueError {
     /// The event itself cannot be read as an HTTP request (see [`crate::boundary`]).
     #[error("the request cannot be processed: {0}")]
     BadEvent(Cow<'static, str>),
+    /// Ably refused a request shaped by the caller's own input (the revoke route's targets or
+    /// `issuedBefore`): HTTP 400 with Ably's code (400xx) and a message carrying Ably's.
+    #[error("{message}")]
+    RefusedByAbly { code: u32, message: Cow<'static, str> },
     #[error("method {method} is not allowed here: use {allowed}")]
     MethodNotAllowed { method: String, allowed: &'static str },
     #[error("unsupported Content-Type {0:?}: send application/x-www-form-urlencoded or application/json")]
@@ -103,7 +107,7 @@ impl IssueError {
             | IssueError::ClientIdMismatch { .. }
             | IssueError::CapabilityDenied
             | IssueError::OriginNotAllowed(_) => 403,
-            IssueError::BadRequest { .. } | IssueError::BadEvent(_) => 400,
+            IssueError::BadRequest { .. } | IssueError::BadEvent(_) | IssueError::RefusedByAbly { .. } => 400,
             IssueError::MethodNotAllowed { .. } => 405,
             IssueError::PayloadTooLarge { .. } => 413,
             IssueError::UnsupportedMediaType(_) => 415,
@@ -123,6 +127,7 @@ impl IssueError {
             IssueError::CapabilityDenied => 40160,
             IssueError::Forbidden(_) | IssueError::OriginNotAllowed(_) => 40300,
             IssueError::BadRequest { .. } | IssueError::BadEvent(_) => 40000,
+            IssueError::RefusedByAbly { code, .. } => *code,
             IssueError::MethodNotAllowed { .. } => 40500,
             IssueError::PayloadTooLarge { .. } => 41300,
             IssueError::UnsupportedMediaType(_) => 41500,
@@ -153,6 +158,7 @@ impl IssueError {
             IssueError::CapabilityDenied => "capability_denied",
             IssueError::BadRequest { .. } => "bad_request",
             IssueError::BadEvent(_) => "bad_event",
+            IssueError::RefusedByAbly { .. } => "refused_by_ably",
             IssueError::MethodNotAllowed { .. } => "method_not_allowed",
             IssueError::UnsupportedMediaType(_) => "unsupported_media_type",
             IssueError::PayloadTooLarge { .. } => "payload_too_large",
@@ -198,6 +204,10 @@ mod tests {
             IssueError::CapabilityDenied,
             IssueError::bad_request("ttl", "x"),
             IssueError::BadEvent("x".into()),
+            IssueError::RefusedByAbly {
+                code: 40003,
+                message: "x".into(),
+            },
             IssueError::MethodNotAllowed {
                 method: "PUT".into(),
                 allowed: "GET or POST",

@@ -5,6 +5,14 @@
 //! {"clientIds":["alice"],"revocationKeys":["org-7"],"channels":["chat:lobby"],
 //!  "issuedBefore":1700000000000,"allowReauthMargin":true}
 //! ```
+//!
+//! Everything Ably would refuse about the body is refused here first, with a 400 naming the
+//! field and before any call to Ably: more than [`MAX_TARGETS`] entries (counted before
+//! duplicates are dropped), an `issuedBefore` in the future or over an hour old. When Ably
+//! still refuses a call because of what the admin asked for (HTTP 400, code 400xx), the
+//! answer is a 400 with Ably's code and message ([`IssueError::RefusedByAbly`]); every other
+//! Ably failure keeps the mapping of [`crate::ably_rest`] (a 4xx about our key or Ably's
+//! configuration is a 500).
 
 use crate::ably_rest::{AblyError, AblyRest, BatchResult, RevokeRequest, MAX_TARGETS_PER_CALL};
 use crate::error::{truncate_for_message, IssueError};
@@ -12,19 +20,31 @@ use crate::key::ApiKey;
 use crate::params;
 use lambda_http::Request;
 use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::time::Duration;
 
-/// Targets per revocation request (ten Ably calls); larger lists must be split by the caller.
+/// Entries per revocation request (ten Ably calls), counted before duplicates are dropped;
+/// larger lists must be split by the caller.
 pub const MAX_TARGETS: usize = 1000;
 /// Ably refuses an `issuedBefore` more than one hour in the past.
 pub const MAX_ISSUED_BEFORE_AGE_MS: u64 = 60 * 60 * 1000;
-/// Clock difference tolerated for an `issuedBefore` slightly ahead of ours.
+/// Clock difference tolerated for an `issuedBefore` ahead of our (calibrated) clock: up to
+/// this far ahead it means "now" and is not sent (Ably then uses its own clock, and refuses
+/// any future time); further ahead is a 400.
 pub const ISSUED_BEFORE_SKEW_MS: u64 = 60 * 1000;
+/// All the Ably calls of one revocation (up to ten batches, each with its fallbacks) end
+/// within this: one [`crate::ably_rest::REQUEST_DEADLINE`], below the 10 s function timeout.
+pub const REVOKE_DEADLINE: Duration = crate::ably_rest::REQUEST_DEADLINE;
+/// Ably's codes for a malformed request (400xx): with HTTP 400 from `revokeTokens`, caused by
+/// what the admin asked for.
+const REQUEST_ERROR_CODES: std::ops::RangeInclusive<u32> = 40000..=40099;
 
 const FIELDS: &str = "clientIds, revocationKeys, channels, issuedBefore, allowReauthMargin";
 const EXAMPLE: &str = r#"{"clientIds":["alice"]}"#;
 
 /// A validated revocation request: Ably targets (`clientId:…`, `revocationKey:…`,
-/// `channel:…`), de-duplicated, in the order given.
+/// `channel:…`), de-duplicated, in the order given. `issued_before` is `None` for "now"
+/// (absent, or within [`ISSUED_BEFORE_SKEW_MS`] ahead of our clock).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
     pub targets: Vec<String>,
@@ -76,15 +96,30 @@ fn from_map(map: &Map<String, Value>, now_ms: u64) -> Result<Revocation, IssueEr
             ),
         ));
     }
-    let mut targets = Vec::new();
-    for (field, prefix) in [
+    const LISTS: [(&str, &str); 3] = [
         ("clientIds", "clientId:"),
         ("revocationKeys", "revocationKey:"),
         ("channels", "channel:"),
-    ] {
+    ];
+    // The limit first, on the entries as given: a huge list is refused before any work on it.
+    let given: usize = LISTS
+        .iter()
+        .filter_map(|(field, _)| map.get(*field).and_then(Value::as_array).map(Vec::len))
+        .sum();
+    if given > MAX_TARGETS {
+        return Err(IssueError::bad_request(
+            "clientIds",
+            format!(
+                "{given} entries in clientIds, revocationKeys and channels together; send at most {MAX_TARGETS} per request (split the list)"
+            ),
+        ));
+    }
+    let mut targets = Vec::with_capacity(given);
+    let mut seen = HashSet::with_capacity(given);
+    for (field, prefix) in LISTS {
         for name in string_list(map, field)? {
             let target = format!("{prefix}{name}");
-            if !targets.contains(&target) {
+            if seen.insert(target.clone()) {
                 targets.push(target);
             }
         }
@@ -97,18 +132,9 @@ fn from_map(map: &Map<String, Value>, now_ms: u64) -> Result<Revocation, IssueEr
             ),
         ));
     }
-    if targets.len() > MAX_TARGETS {
-        return Err(IssueError::bad_request(
-            "clientIds",
-            format!(
-                "{} targets in one request; send at most {MAX_TARGETS} (split the list)",
-                targets.len()
-            ),
-        ));
-    }
     let issued_before = match map.get("issuedBefore") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(issued_before(v, now_ms)?),
+        Some(v) => issued_before(v, now_ms)?,
     };
     let allow_reauth_margin = match map.get("allowReauthMargin") {
         None | Some(Value::Null) => None,
@@ -148,7 +174,9 @@ fn string_list<'m>(map: &'m Map<String, Value>, field: &'static str) -> Result<V
     }
 }
 
-fn issued_before(v: &Value, now_ms: u64) -> Result<u64, IssueError> {
+/// `Some(ms)` to send, `None` for "now" (slightly ahead of our clock: Ably refuses a future
+/// time, and its own "now" is what such a value means).
+fn issued_before(v: &Value, now_ms: u64) -> Result<Option<u64>, IssueError> {
     let ms = v.as_u64().ok_or_else(|| {
         IssueError::bad_request(
             "issuedBefore",
@@ -158,8 +186,14 @@ fn issued_before(v: &Value, now_ms: u64) -> Result<u64, IssueError> {
     if ms > now_ms.saturating_add(ISSUED_BEFORE_SKEW_MS) {
         return Err(IssueError::bad_request(
             "issuedBefore",
-            "is in the future; Ably accepts only times up to now (omit it for \"now\")",
+            format!(
+                "is {} s in the future; Ably accepts only times up to now: omit it for \"now\" (tokens issued after this request are not affected by it anyway)",
+                (ms - now_ms) / 1000
+            ),
         ));
+    }
+    if ms > now_ms {
+        return Ok(None);
     }
     if ms < now_ms.saturating_sub(MAX_ISSUED_BEFORE_AGE_MS) {
         return Err(IssueError::bad_request(
@@ -167,11 +201,11 @@ fn issued_before(v: &Value, now_ms: u64) -> Result<u64, IssueError> {
             "is more than one hour in the past, which Ably refuses; tokens of revocable keys live at most one hour anyway, so omit it",
         ));
     }
-    Ok(ms)
+    Ok(Some(ms))
 }
 
 /// A batch that failed after `done` of `total` targets were already revoked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BatchFailure {
     pub error: AblyError,
     pub done: usize,
@@ -182,14 +216,34 @@ impl From<BatchFailure> for IssueError {
     /// The mapped Ably failure; when earlier batches went through, the message says so
     /// (revocation is idempotent: retrying the whole request is safe).
     fn from(f: BatchFailure) -> Self {
-        let e = IssueError::from(f.error);
-        if f.done == 0 {
-            return e;
-        }
         let progress = format!(
             "{} of {} targets were revoked before the failure; revocation is idempotent, so retry the whole request",
             f.done, f.total
         );
+        if let AblyError::Rejected {
+            status: 400,
+            code: Some(code),
+            message,
+        } = &f.error
+        {
+            if REQUEST_ERROR_CODES.contains(code) {
+                let mut text = format!(
+                    "Ably refused the revocation request (Ably error {code}): {}; correct the targets or issuedBefore and retry",
+                    truncate_for_message(message, 300)
+                );
+                if f.done > 0 {
+                    text = format!("{text}. {progress}");
+                }
+                return IssueError::RefusedByAbly {
+                    code: *code,
+                    message: text.into(),
+                };
+            }
+        }
+        let e = IssueError::from(f.error);
+        if f.done == 0 {
+            return e;
+        }
         match e {
             IssueError::Unavailable {
                 what,
@@ -211,8 +265,20 @@ impl From<BatchFailure> for IssueError {
 }
 
 /// Revoke every target, [`MAX_TARGETS_PER_CALL`] per Ably call, in order, and merge the
-/// answers. Stops at the first failed call.
+/// answers. Stops at the first failed call, and when the calls together pass
+/// [`REVOKE_DEADLINE`] (a 504 saying how far it got, rather than the function timing out).
 pub async fn execute(ably: &dyn AblyRest, key: &ApiKey, revocation: &Revocation) -> Result<BatchResult, BatchFailure> {
+    execute_within(ably, key, revocation, REVOKE_DEADLINE).await
+}
+
+/// [`execute`] with all Ably calls together ending within `deadline`.
+pub async fn execute_within(
+    ably: &dyn AblyRest,
+    key: &ApiKey,
+    revocation: &Revocation,
+    deadline: Duration,
+) -> Result<BatchResult, BatchFailure> {
+    let started = tokio::time::Instant::now();
     let total = revocation.targets.len();
     let mut merged = BatchResult::default();
     let mut done = 0;
@@ -222,9 +288,15 @@ pub async fn execute(ably: &dyn AblyRest, key: &ApiKey, revocation: &Revocation)
             issued_before: revocation.issued_before,
             allow_reauth_margin: revocation.allow_reauth_margin,
         };
-        let answer = ably
-            .revoke_tokens(key, &request)
+        let remaining = deadline.saturating_sub(started.elapsed());
+        let answer = tokio::time::timeout(remaining, ably.revoke_tokens(key, &request))
             .await
+            .unwrap_or_else(|_| {
+                Err(AblyError::Timeout(format!(
+                    "revokeTokens: the calls did not finish within {} ms",
+                    deadline.as_millis()
+                )))
+            })
             .map_err(|error| BatchFailure { error, done, total })?;
         merge(&mut merged, answer);
         done += chunk.len();
@@ -242,10 +314,9 @@ pub fn merge(into: &mut BatchResult, batch: BatchResult) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ably_rest::{TargetResult, TokenDetails};
+    use crate::ably_rest::{SignTokenRequest, TargetResult, TokenDetails};
     use crate::caller::BoxFuture;
     use crate::params::MAX_BODY_BYTES;
-    use crate::token_request::TokenRequest;
     use lambda_http::Body;
     use std::sync::Mutex;
 
@@ -331,6 +402,79 @@ mod tests {
     }
 
     #[test]
+    fn the_target_limit_counts_entries_before_duplicates_are_dropped() {
+        let body = serde_json::json!({ "clientIds": vec!["alice"; MAX_TARGETS], "channels": ["a"] }).to_string();
+        let e = parse_json(&body).unwrap_err().to_string();
+        assert!(e.contains("1001 entries") && e.contains("at most 1000"), "{e}");
+        // 10,800 distinct targets in a body under the 64 KiB limit: two-character names in each list.
+        const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        let names: Vec<String> = (0..3600)
+            .map(|i| String::from_utf8(vec![ALPHABET[i / 62], ALPHABET[i % 62]]).unwrap())
+            .collect();
+        let body = serde_json::json!({ "clientIds": names, "revocationKeys": names, "channels": names }).to_string();
+        let e = parse_json(&body).unwrap_err();
+        assert!(e.to_string().contains("10800 entries"), "{e}");
+    }
+
+    #[test]
+    fn a_thousand_targets_are_deduplicated_in_order() {
+        let ids: Vec<String> = (0..MAX_TARGETS / 2).map(|i| format!("u{}", i % 250)).collect();
+        let keys: Vec<String> = (0..MAX_TARGETS / 2).map(|i| format!("u{i}")).collect();
+        let body = serde_json::json!({ "clientIds": ids, "revocationKeys": keys }).to_string();
+        let r = parse_json(&body).unwrap();
+        assert_eq!(r.targets.len(), 250 + 500);
+        assert_eq!(r.targets[..3], ["clientId:u0", "clientId:u1", "clientId:u2"]);
+        assert_eq!(r.targets[249], "clientId:u249");
+        assert_eq!(r.targets[250], "revocationKey:u0", "same name, other kind: kept");
+    }
+
+    #[test]
+    fn issued_before_slightly_ahead_means_now_and_further_ahead_is_refused() {
+        let at = |ms: u64| parse_json(&format!(r#"{{"clientIds":["a"],"issuedBefore":{ms}}}"#));
+        assert_eq!(at(NOW).unwrap().issued_before, Some(NOW));
+        assert_eq!(at(NOW - 1).unwrap().issued_before, Some(NOW - 1));
+        assert_eq!(at(NOW + 1).unwrap().issued_before, None, "not sent: Ably's now");
+        assert_eq!(at(NOW + ISSUED_BEFORE_SKEW_MS).unwrap().issued_before, None);
+        let e = at(NOW + ISSUED_BEFORE_SKEW_MS + 1).unwrap_err();
+        assert_eq!(
+            (e.status(), e.code(), field_of(e.clone())),
+            (400, 40000, "issuedBefore")
+        );
+        assert!(e.to_string().contains("in the future"), "{e}");
+    }
+
+    #[test]
+    fn ably_400xx_about_the_request_is_a_400_with_ablys_code_and_message() {
+        let rejected = |status, code| BatchFailure {
+            error: AblyError::Rejected {
+                status,
+                code: Some(code),
+                message: "issuedBefore must be within the last hour".into(),
+            },
+            done: 0,
+            total: 3,
+        };
+        let e = IssueError::from(rejected(400, 40003));
+        assert_eq!((e.status(), e.code()), (400, 40003));
+        assert!(
+            e.to_string().contains("issuedBefore must be within the last hour"),
+            "{e}"
+        );
+        let later = IssueError::from(BatchFailure {
+            done: 100,
+            total: 250,
+            ..rejected(400, 40000)
+        });
+        assert_eq!((later.status(), later.code()), (400, 40000));
+        assert!(later.to_string().contains("100 of 250 targets were revoked"), "{later}");
+        // About our key or Ably's configuration: a server-side fault.
+        for (status, code) in [(401, 40101), (400, 40121), (401, 40133), (404, 40400), (403, 40300)] {
+            let e = IssueError::from(rejected(status, code));
+            assert_eq!((e.status(), e.code()), (500, 50000), "{status} {code}");
+        }
+    }
+
+    #[test]
     fn body_must_be_json() {
         let e = parse(&post("application/x-www-form-urlencoded", "clientIds=a"), NOW).unwrap_err();
         assert_eq!((e.status(), e.code()), (415, 41500));
@@ -346,7 +490,7 @@ mod tests {
     }
 
     impl AblyRest for Recorder {
-        fn request_token<'a>(&'a self, _: &'a TokenRequest) -> BoxFuture<'a, Result<TokenDetails, AblyError>> {
+        fn request_token<'a>(&'a self, _: &'a SignTokenRequest<'a>) -> BoxFuture<'a, Result<TokenDetails, AblyError>> {
             unreachable!()
         }
         fn revoke_tokens<'a>(
@@ -422,6 +566,55 @@ mod tests {
             merged.results.iter().map(|t| t.target.as_str()).collect::<Vec<_>>(),
             r.targets.iter().map(String::as_str).collect::<Vec<_>>()
         );
+    }
+
+    /// Answers every call after `delay_ms`.
+    struct Slow(u64);
+
+    impl AblyRest for Slow {
+        fn request_token<'a>(&'a self, _: &'a SignTokenRequest<'a>) -> BoxFuture<'a, Result<TokenDetails, AblyError>> {
+            unreachable!()
+        }
+        fn revoke_tokens<'a>(
+            &'a self,
+            _: &'a ApiKey,
+            request: &'a RevokeRequest,
+        ) -> BoxFuture<'a, Result<BatchResult, AblyError>> {
+            let n = request.targets.len() as u64;
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(self.0)).await;
+                Ok(BatchResult {
+                    success_count: n,
+                    ..BatchResult::default()
+                })
+            })
+        }
+        fn time(&self) -> BoxFuture<'_, Result<u64, AblyError>> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test]
+    async fn all_batches_together_end_within_the_deadline_with_504_and_progress() {
+        let key = ApiKey::parse("a.b:s").unwrap();
+        let started = std::time::Instant::now();
+        let failure = execute_within(&Slow(50), &key, &revocation(1000), Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(matches!(failure.error, AblyError::Timeout(_)), "{failure:?}");
+        // 50 ms per batch of 100 against 300 ms for ten batches: some went through, not all.
+        assert!(
+            (100..1000).contains(&failure.done) && failure.done % 100 == 0,
+            "{failure:?}"
+        );
+        let e = IssueError::from(failure);
+        assert_eq!((e.status(), e.code()), (504, 50400));
+        assert!(e.to_string().contains("retry the whole request"), "{e}");
+        let merged = execute_within(&Slow(1), &key, &revocation(250), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(merged.success_count, 250);
     }
 
     #[tokio::test]

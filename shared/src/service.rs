@@ -350,13 +350,14 @@ impl Service {
                 .map(Answer::Json)
                 .map_err(|e| IssueError::Internal(e.to_string().into())),
             Route::AblyToken => {
-                let signed = self.sign_token_request(grant, key, &capability, now_ms)?;
                 let ably = self
                     .deps
                     .ably
                     .as_deref()
                     .ok_or(IssueError::Misconfigured(NO_ABLY_CLIENT.into()))?;
-                let details = ably.request_token(&signed).await.map_err(|e| self.ably_failure(e))?;
+                // Signed afresh for each attempt (a retry, a fallback host): a resent nonce is 40105.
+                let sign = || self.sign_token_request(grant, key, &capability, self.deps.clock.now_ms());
+                let details = ably.request_token(&sign).await.map_err(|e| self.ably_failure(e))?;
                 serde_json::to_string(&details)
                     .map(Answer::Json)
                     .map_err(|e| IssueError::Internal(e.to_string().into()))

@@ -10,6 +10,7 @@ use fake_ably::{FakeAbly, Fault};
 use integration_tests::*;
 use serde_json::{json, Value};
 use shared::Route;
+use std::time::{Duration, Instant};
 
 const REVOCABLE: (&str, Option<&str>) = ("ABLY_KEY_REVOCABLE", Some("true"));
 
@@ -250,4 +251,114 @@ async fn revocation_answer_never_holds_the_basic_auth_credential() {
     let result: Value = assert_json_ok(&response);
     assert_eq!(result["successCount"], 1);
     assert!(!body(&response).contains(&STANDARD.encode(DEV_API_KEY)));
+}
+
+#[tokio::test]
+async fn issued_before_in_the_future_gets_400_before_calling_ably() {
+    let fake = FakeAbly::start(&[DEV_API_KEY]).await;
+    let ahead = system_ms() + 5 * 60 * 1000;
+    let body = format!(r#"{{"clientIds":["alice"],"issuedBefore":{ahead}}}"#);
+    let message = assert_error(&revoke_as_admin(&fake, &body).await, 400, 40000);
+    assert!(
+        message.contains("`issuedBefore`") && message.contains("in the future"),
+        "{message}"
+    );
+    assert!(fake.requests().is_empty(), "Ably is not called");
+}
+
+#[tokio::test]
+async fn issued_before_a_few_seconds_ahead_means_now_and_is_not_sent() {
+    // Within the 60 s clock-skew margin: Ably would refuse the future time, so it is left
+    // out and Ably revokes everything issued before its own now.
+    let fake = FakeAbly::start(&[DEV_API_KEY]).await;
+    let ahead = system_ms() + 20_000;
+    let body = format!(r#"{{"clientIds":["alice"],"issuedBefore":{ahead}}}"#);
+    let result = assert_json_ok(&revoke_as_admin(&fake, &body).await);
+    assert_eq!(result["successCount"], 1);
+    let calls = fake.requests_to("/revokeTokens");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].json(), json!({"targets": ["clientId:alice"]}));
+}
+
+#[tokio::test]
+async fn ably_400_about_the_request_gets_400_with_ablys_code_and_message() {
+    let fake = FakeAbly::start(&[DEV_API_KEY]).await;
+    fake.fail_always(Fault::status(400, 40003, "issuedBefore must be within the last hour"));
+    let response = revoke_as_admin(&fake, r#"{"clientIds":["alice"]}"#).await;
+    let message = assert_error(&response, 400, 40003);
+    assert!(
+        message.contains("issuedBefore must be within the last hour"),
+        "Ably's message is passed on: {message}"
+    );
+    assert_eq!(fake.requests_to("/revokeTokens").len(), 1);
+}
+
+#[tokio::test]
+async fn ably_400_on_a_later_batch_gets_400_saying_how_far_it_got() {
+    let fake = FakeAbly::start(&[DEV_API_KEY]).await;
+    let ids: Vec<String> = (0..150).map(|i| format!("user-{i}")).collect();
+    fake.fail_next(Fault::Pass);
+    fake.fail_next(Fault::status(400, 40000, "invalid target"));
+    let response = revoke_as_admin(&fake, &json!({ "clientIds": ids }).to_string()).await;
+    let message = assert_error(&response, 400, 40000);
+    assert!(
+        message.contains("invalid target") && message.contains("100 of 150 targets were revoked"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn more_than_1000_targets_are_refused_at_once_duplicates_included() {
+    let fake = FakeAbly::start(&[DEV_API_KEY]).await;
+    // 10,800 distinct targets (two-character names in each list, under the 64 KiB body limit).
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let names: Vec<String> = (0..3600)
+        .map(|i| String::from_utf8(vec![ALPHABET[i / 62], ALPHABET[i % 62]]).expect("ascii"))
+        .collect();
+    let body = json!({"clientIds": names, "revocationKeys": names, "channels": names}).to_string();
+    let started = Instant::now();
+    let response = revoke_as_admin(&fake, &body).await;
+    let elapsed = started.elapsed();
+    let message = assert_error(&response, 400, 40000);
+    assert!(
+        message.contains("10800 entries") && message.contains("at most 1000"),
+        "{message}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "refused without de-duplicating: {elapsed:?}"
+    );
+    // The limit counts entries as given: 1001 copies of one name are refused too.
+    let body = json!({ "clientIds": vec!["alice"; 1001] }).to_string();
+    let message = assert_error(&revoke_as_admin(&fake, &body).await, 400, 40000);
+    assert!(message.contains("1001 entries"), "{message}");
+    assert!(fake.requests().is_empty());
+}
+
+#[tokio::test]
+async fn rsc15l_revocation_falls_back_when_the_primary_answers_5xx() {
+    let primary = FakeAbly::start(&[DEV_API_KEY]).await;
+    let fallback = FakeAbly::start(&[DEV_API_KEY]).await;
+    primary.fail_always(Fault::status(503, 50300, "down at the fake"));
+    let ably = http_ably(hosts(&primary.url(), &[&fallback]), Duration::from_secs(1));
+    let response = service_with_ably(Route::Revoke, &primary, &[REVOCABLE], ably)
+        .handle(post_json(
+            "/auth/revoke",
+            r#"{"clientIds":["alice","bob"]}"#,
+            &[("authorization", &admin())],
+        ))
+        .await;
+    let result = assert_json_ok(&response);
+    assert_eq!(result["successCount"], 2);
+    let (first, retried) = (
+        primary.requests_to("/revokeTokens"),
+        fallback.requests_to("/revokeTokens"),
+    );
+    assert_eq!((first.len(), retried.len()), (1, 1));
+    assert_eq!(
+        first[0].body, retried[0].body,
+        "revocation is idempotent: the same body"
+    );
+    let expected = format!("Basic {}", STANDARD.encode(DEV_API_KEY));
+    assert_eq!(retried[0].header("authorization"), Some(expected.as_str()));
 }

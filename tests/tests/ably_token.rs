@@ -1,10 +1,11 @@
 //! `issue-ably-token`: the function exchanges a signed TokenRequest at (a fake) Ably and
-//! answers the TokenDetails; every mapping of Ably's failures onto the caller's contract.
+//! answers the TokenDetails; every mapping of Ably's failures onto the caller's contract;
+//! Ably's fallback hosts (RSC15) with fakes standing for the primary and the fallbacks.
 
 mod fake_ably;
 
 use fake_ably::support::*;
-use fake_ably::{FakeAbly, Fault};
+use fake_ably::{FakeAbly, Fault, Recorded};
 use integration_tests::*;
 use serde_json::{json, Value};
 use shared::ably_rest::HttpAbly;
@@ -12,7 +13,9 @@ use shared::config::Config;
 use shared::service::Deps;
 use shared::{Route, Service};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+const SECOND: Duration = Duration::from_secs(1);
 
 const TOKEN_DETAILS_FIELDS: [&str; 6] = ["token", "keyName", "issued", "expires", "capability", "clientId"];
 
@@ -152,7 +155,7 @@ async fn capability_hint_grown_past_32_kib_by_narrowing_gets_400_before_calling_
 }
 
 #[tokio::test]
-async fn ably_5xx_gets_502_50200_without_retry() {
+async fn rsc15g_custom_ably_rest_url_gets_no_fallbacks_so_ably_5xx_gets_502_50200_at_once() {
     let fake = FakeAbly::start(&[DEV_API_KEY]).await;
     fake.fail_always(Fault::status(500, 50000, "internal fault at the fake"));
     let response = service(Route::AblyToken, &fake, &[]).handle(valid_caller()).await;
@@ -188,17 +191,18 @@ async fn ably_connection_refused_gets_503_50300_with_retry_after() {
 }
 
 #[tokio::test]
-async fn stale_keep_alive_connection_is_retried_once_and_succeeds() {
+async fn stale_keep_alive_connection_is_retried_once_with_a_freshly_signed_token_request() {
     let fake = FakeAbly::start(&[DEV_API_KEY]).await;
     let service = service(Route::AblyToken, &fake, &[]);
     assert_token_details(&service.handle(valid_caller()).await);
     // The next request's connection dies before an answer (as a keep-alive socket that
-    // went stale while the container was frozen): one retry, then success.
-    fake.fail_next(Fault::Drop);
+    // went stale while the container was frozen), after Ably used up its nonce: one retry,
+    // with a new nonce (the same one again would be refused, 40105), then success.
+    fake.fail_next(Fault::HandleThenDrop);
     assert_token_details(&service.handle(valid_caller()).await);
     let calls = fake.requests_to("/requestToken");
     assert_eq!(calls.len(), 3);
-    assert_eq!(calls[1].body, calls[2].body, "the retry resends the same TokenRequest");
+    assert_ne!(calls[1].json()["nonce"], calls[2].json()["nonce"]);
 }
 
 #[tokio::test]
@@ -261,4 +265,232 @@ async fn stale_timestamp_40104_gets_500_and_ably_query_time_fixes_it() {
     assert_token_details(&service.handle(valid_caller()).await);
     assert_token_details(&service.handle(valid_caller()).await);
     assert_eq!(fake.requests_to("/time").len(), 1);
+}
+
+fn nonce_and_timestamp(call: &Recorded) -> (String, u64) {
+    let sent = call.json();
+    let nonce = sent["nonce"].as_str().expect("nonce").to_owned();
+    (nonce, sent["timestamp"].as_u64().expect("timestamp"))
+}
+
+#[tokio::test]
+async fn rsc15l_primary_5xx_falls_back_with_a_newly_signed_token_request() {
+    for status in [500, 502, 503, 504] {
+        let primary = FakeAbly::start(&[DEV_API_KEY]).await;
+        let fallback = FakeAbly::start(&[DEV_API_KEY]).await;
+        primary.fail_always(Fault::status(status, u32::from(status) * 100, "down at the fake"));
+        let ably = http_ably(hosts(&primary.url(), &[&fallback]), SECOND);
+        let response = service_with_ably(Route::AblyToken, &primary, &[], ably)
+            .handle(valid_caller())
+            .await;
+        // The fallback recomputed the MAC and checked nonce and timestamp.
+        assert_token_details(&response);
+        let (first, retried) = (
+            primary.requests_to("/requestToken"),
+            fallback.requests_to("/requestToken"),
+        );
+        assert_eq!((first.len(), retried.len()), (1, 1), "HTTP {status}");
+        let (first_nonce, first_ts) = nonce_and_timestamp(&first[0]);
+        let (retried_nonce, retried_ts) = nonce_and_timestamp(&retried[0]);
+        assert_ne!(first_nonce, retried_nonce, "HTTP {status}: a new nonce for the retry");
+        assert!(retried_ts >= first_ts);
+        assert_ne!(first[0].json()["mac"], retried[0].json()["mac"]);
+    }
+}
+
+#[tokio::test]
+async fn rsc15l_primary_refusing_connections_falls_back() {
+    let fallback = FakeAbly::start(&[DEV_API_KEY]).await;
+    let ably = http_ably(hosts(&refusing_url(), &[&fallback]), SECOND);
+    let response = service_with_ably(Route::AblyToken, &fallback, &[], ably)
+        .handle(valid_caller())
+        .await;
+    assert_eq!(assert_token_details(&response)["clientId"], "alice");
+    assert_eq!(fallback.requests_to("/requestToken").len(), 1);
+}
+
+#[tokio::test]
+async fn rsc15l_primary_timeout_falls_back_with_a_fresh_timestamp() {
+    let primary = FakeAbly::start(&[DEV_API_KEY]).await;
+    let fallback = FakeAbly::start(&[DEV_API_KEY]).await;
+    primary.fail_always(Fault::Hang);
+    let ably = http_ably(hosts(&primary.url(), &[&fallback]), Duration::from_millis(400));
+    let response = service_with_ably(Route::AblyToken, &primary, &[], ably)
+        .handle(valid_caller())
+        .await;
+    assert_token_details(&response);
+    let first = primary.requests_to("/requestToken");
+    assert_eq!(first.len(), 1, "a timed-out host is not asked again");
+    let retried = fallback.requests_to("/requestToken");
+    assert_eq!(retried.len(), 1);
+    let ((first_nonce, first_ts), (retried_nonce, retried_ts)) =
+        (nonce_and_timestamp(&first[0]), nonce_and_timestamp(&retried[0]));
+    assert_ne!(first_nonce, retried_nonce);
+    assert!(
+        retried_ts >= first_ts + 350,
+        "signed when sent, after the 400 ms timeout: {first_ts} then {retried_ts}"
+    );
+}
+
+#[tokio::test]
+async fn rsc15l_a_cdn_4xx_without_an_ably_error_falls_back() {
+    let primary = FakeAbly::start(&[DEV_API_KEY]).await;
+    let fallback = FakeAbly::start(&[DEV_API_KEY]).await;
+    primary.fail_always(Fault::NotAbly {
+        status: 403,
+        body: "<html><body>Request blocked.</body></html>",
+    });
+    let ably = http_ably(hosts(&primary.url(), &[&fallback]), SECOND);
+    let response = service_with_ably(Route::AblyToken, &primary, &[], ably)
+        .handle(valid_caller())
+        .await;
+    assert_token_details(&response);
+    assert_eq!(primary.requests().len(), 1);
+    assert_eq!(fallback.requests_to("/requestToken").len(), 1);
+}
+
+#[tokio::test]
+async fn rsc15l_an_ordinary_ably_4xx_is_final_and_no_fallback_is_asked() {
+    let cases = [
+        (Fault::status(401, 40101, "Invalid mac"), 500, 50000),
+        (Fault::status(400, 40003, "Invalid ttl: exceeds maximum"), 500, 50000),
+        (
+            Fault::Status {
+                status: 429,
+                code: 42910,
+                message: "Rate limit exceeded",
+                retry_after: Some(4),
+            },
+            503,
+            50300,
+        ),
+    ];
+    for (fault, status, code) in cases {
+        let primary = FakeAbly::start(&[DEV_API_KEY]).await;
+        let fallback = FakeAbly::start(&[DEV_API_KEY]).await;
+        primary.fail_always(fault.clone());
+        let ably = http_ably(hosts(&primary.url(), &[&fallback]), SECOND);
+        let response = service_with_ably(Route::AblyToken, &primary, &[], ably)
+            .handle(valid_caller())
+            .await;
+        assert_error(&response, status, code);
+        assert_eq!(primary.requests().len(), 1, "{fault:?}");
+        assert!(fallback.requests().is_empty(), "{fault:?}: no fallback");
+    }
+}
+
+#[tokio::test]
+async fn rsc15a_every_host_failing_is_each_asked_once_and_the_last_failure_answered() {
+    let primary = FakeAbly::start(&[DEV_API_KEY]).await;
+    let fallbacks = [
+        FakeAbly::start(&[DEV_API_KEY]).await,
+        FakeAbly::start(&[DEV_API_KEY]).await,
+    ];
+    for fake in [&primary, &fallbacks[0], &fallbacks[1]] {
+        fake.fail_always(Fault::status(503, 50300, "down at the fake"));
+    }
+    let ably = http_ably(hosts(&primary.url(), &[&fallbacks[0], &fallbacks[1]]), SECOND);
+    let response = service_with_ably(Route::AblyToken, &primary, &[], ably)
+        .handle(valid_caller())
+        .await;
+    assert_error(&response, 502, 50200);
+    for fake in [&primary, &fallbacks[0], &fallbacks[1]] {
+        assert_eq!(fake.requests_to("/requestToken").len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn rsc15_all_attempts_end_within_the_total_deadline_with_504() {
+    let primary = FakeAbly::start(&[DEV_API_KEY]).await;
+    let fallbacks = [
+        FakeAbly::start(&[DEV_API_KEY]).await,
+        FakeAbly::start(&[DEV_API_KEY]).await,
+        FakeAbly::start(&[DEV_API_KEY]).await,
+    ];
+    let all = [&primary, &fallbacks[0], &fallbacks[1], &fallbacks[2]];
+    for fake in all {
+        fake.fail_always(Fault::Hang);
+    }
+    // 300 ms per attempt, 700 ms in all: the third attempt is cut short, the fourth never made.
+    let ably = http_ably(
+        hosts(&primary.url(), &[&fallbacks[0], &fallbacks[1], &fallbacks[2]]),
+        Duration::from_millis(300),
+    )
+    .with_deadline(Duration::from_millis(700));
+    let service = service_with_ably(Route::AblyToken, &primary, &[], ably);
+    let started = Instant::now();
+    let response = service.handle(valid_caller()).await;
+    let elapsed = started.elapsed();
+    assert_error(&response, 504, 50400);
+    assert!(
+        elapsed >= Duration::from_millis(650) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+    let attempts: usize = all.iter().map(|f| f.requests().len()).sum();
+    assert!((2..=3).contains(&attempts), "{attempts} attempts");
+    assert_eq!(primary.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn rsc15f_a_fallback_that_answered_is_asked_first_on_the_next_request() {
+    let primary = FakeAbly::start(&[DEV_API_KEY]).await;
+    let fallback = FakeAbly::start(&[DEV_API_KEY]).await;
+    primary.fail_always(Fault::status(503, 50300, "down at the fake"));
+    let ably = http_ably(hosts(&primary.url(), &[&fallback]), SECOND);
+    let service = service_with_ably(Route::AblyToken, &primary, &[], ably);
+    for _ in 0..3 {
+        assert_token_details(&service.handle(valid_caller()).await);
+    }
+    assert_eq!(
+        primary.requests().len(),
+        1,
+        "the down primary cost only the first request"
+    );
+    assert_eq!(fallback.requests_to("/requestToken").len(), 3);
+}
+
+/// Run as a child process of [`http_client_that_cannot_be_built_is_reported_as_such`]
+/// (which sets `SSL_CERT_FILE` to an empty file): prints the configuration error.
+const NO_CA_CHILD: &str = "ABLY_TEST_CHILD_WITHOUT_CA_CERTIFICATES";
+
+#[test]
+fn http_client_that_cannot_be_built_is_reported_as_such() {
+    if std::env::var_os(NO_CA_CHILD).is_some() {
+        let env = dev_env(&[("TOKEN_POLICY_FILE", None), ("TOKEN_POLICY", Some(TOKEN_ROUTES_POLICY))]);
+        let error = shared::Service::from_env_with(Route::AblyToken, &move |k: &str| env.get(k).cloned())
+            .err()
+            .expect("no HTTPS client without CA certificates");
+        println!("CONFIG ERROR: {error}");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("no-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "").expect("empty CA file");
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "http_client_that_cannot_be_built_is_reported_as_such",
+            "--nocapture",
+        ])
+        .env(NO_CA_CHILD, "1")
+        .env("SSL_CERT_FILE", &empty)
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .expect("run the child");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("CONFIG ERROR: "))
+        .unwrap_or_else(|| panic!("the child printed no error: {stdout}"));
+    assert!(line.starts_with("cannot build the HTTPS client"), "{line}");
+    assert!(line.contains("No CA certificates"), "the cause: {line}");
+    assert!(
+        line.contains("ca-certificates") && line.contains("SSL_CERT_FILE"),
+        "what to do: {line}"
+    );
+    assert!(line.contains("calling Ably's REST API"), "{line}");
+    assert!(!line.contains("ABLY_REST_URL is invalid"), "{line}");
 }

@@ -5,19 +5,20 @@
 mod fake_ably;
 
 use fake_ably::support::*;
-use fake_ably::FakeAbly;
+use fake_ably::{FakeAbly, Fault};
 use integration_tests::*;
 use serde_json::{json, Value};
 use shared::ably_rest::{AblyRest, HttpAbly};
 use shared::token_request::TokenRequest;
 use shared::{Route, Service};
+use std::time::Duration;
 
 /// Exchange a TokenRequest at the fake as an SDK would (`POST /keys/{keyName}/requestToken`).
 async fn exchange(fake: &FakeAbly, token_request: &Value) -> Result<Value, shared::ably_rest::AblyError> {
     let tr: TokenRequest = serde_json::from_value(token_request.clone()).expect("TokenRequest shape");
     let client = shared::http_client::build().expect("client");
     HttpAbly::new(client, &fake.url())
-        .request_token(&tr)
+        .request_token(&|| Ok(tr.clone()))
         .await
         .map(|d| serde_json::to_value(d).expect("json"))
 }
@@ -289,7 +290,7 @@ async fn ably_query_time_with_ably_unreachable_gets_503_and_recovers() {
     let fake = FakeAbly::start(&[DEV_API_KEY]).await;
     let service = service(Route::TokenRequest, &fake, &[("ABLY_QUERY_TIME", Some("true"))]);
     let request = || event(include_str!("../../events/token-request-get-valid-caller.json"));
-    fake.fail_always(fake_ably::Fault::Drop);
+    fake.fail_always(Fault::Drop);
     let response = service.handle(request()).await;
     assert_error(&response, 503, 50300);
     assert!(retry_after(&response) >= 1);
@@ -300,4 +301,31 @@ async fn ably_query_time_with_ably_unreachable_gets_503_and_recovers() {
         3,
         "one retry, then a fresh read next request"
     );
+}
+
+#[tokio::test]
+async fn rsc15l_ably_time_falls_back_when_the_primary_fails() {
+    let primary = FakeAbly::start(&[DEV_API_KEY]).await;
+    let fallback = FakeAbly::start(&[DEV_API_KEY]).await;
+    primary.fail_always(Fault::status(500, 50000, "down at the fake"));
+    fallback.set_skew_ms(10 * 60 * 1000);
+    let ably = http_ably(hosts(&primary.url(), &[&fallback]), Duration::from_secs(1));
+    let service = service_with_ably(
+        Route::TokenRequest,
+        &primary,
+        &[("ABLY_QUERY_TIME", Some("true"))],
+        ably,
+    );
+    let tr = assert_json_ok(
+        &service
+            .handle(event(include_str!("../../events/token-request-get-valid-caller.json")))
+            .await,
+    );
+    let ts = tr["timestamp"].as_u64().unwrap() as i64;
+    assert!((ts - fallback.now_ms()).abs() < 5_000, "the fallback's clock was read");
+    assert_eq!(primary.requests_to("/time").len(), 1);
+    assert_eq!(fallback.requests_to("/time").len(), 1);
+    exchange(&fallback, &tr)
+        .await
+        .expect("accepted with the fallback's time");
 }

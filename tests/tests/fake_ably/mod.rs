@@ -13,7 +13,10 @@
 //! - `GET /time`: `[ms]` from its clock, which can be skewed.
 //!
 //! Every request is recorded. Faults can be queued (one per request) or made permanent:
-//! an HTTP status with an Ably error, a hang (no answer), a dropped connection.
+//! an HTTP status with an Ably error, an answer that is not Ably's (a CDN's 4xx), a hang
+//! (no answer), a dropped connection (before or after handling the request).
+//!
+//! Several fakes stand for Ably's primary and fallback hosts (each with its own state).
 #![allow(dead_code)]
 
 pub mod support;
@@ -47,6 +50,12 @@ pub enum Fault {
     Hang,
     /// Read the request, then close the connection without answering.
     Drop,
+    /// Handle the request (a TokenRequest's nonce is used up), then close the connection
+    /// without answering: the answer was lost on the way back.
+    HandleThenDrop,
+    /// Answer this status and body without any Ably error (no code in the body, no
+    /// `X-Ably-ErrorCode`), as a CDN in front of Ably does.
+    NotAbly { status: u16, body: &'static str },
     /// Answer properly (to queue a fault for a later request).
     Pass,
 }
@@ -219,6 +228,11 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
                 return;
             }
             Some(Fault::Drop) => return,
+            Some(Fault::HandleThenDrop) => {
+                let _ = route(&state, &request);
+                return;
+            }
+            Some(Fault::NotAbly { status, body }) => (status, vec![], body.to_owned()),
             Some(Fault::Pass) | None => route(&state, &request),
             Some(Fault::Status {
                 status,

@@ -4,7 +4,8 @@ use super::FakeAbly;
 use integration_tests::*;
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
-use shared::ably_rest::HttpAbly;
+use shared::ably_rest::{AblyClock, AblyHosts, AblyRest, HttpAbly};
+use shared::clock::SystemClock;
 use shared::config::Config;
 use shared::service::Deps;
 use shared::{Route, Service};
@@ -40,12 +41,41 @@ pub fn service_with_timeout(
     overrides: &[(&str, Option<&str>)],
     total: Duration,
 ) -> Service {
+    let ably = http_ably(AblyHosts::new(&fake.url(), std::iter::empty::<&str>()), total);
+    service_with_ably(route, fake, overrides, ably)
+}
+
+/// As [`service`], but Ably reached through `ably` (e.g. a primary and fallbacks at fakes),
+/// also for Ably's clock when `ABLY_QUERY_TIME=true`.
+pub fn service_with_ably(route: Route, fake: &FakeAbly, overrides: &[(&str, Option<&str>)], ably: HttpAbly) -> Service {
     let env = env_for(fake, overrides);
     let config = Config::from_env(&move |k: &str| env.get(k).cloned()).expect("configuration is valid");
+    let query_time = config.ably_query_time;
     let mut deps = Deps::from_config(config, route).expect("deps");
-    let client = shared::http_client::build_with(Duration::from_millis(500), total).expect("client");
-    deps.ably = Some(Arc::new(HttpAbly::new(client, &fake.url())));
+    let ably: Arc<dyn AblyRest> = Arc::new(ably);
+    if query_time {
+        deps.clock = Arc::new(AblyClock::new(Arc::new(SystemClock), ably.clone()));
+    }
+    deps.ably = Some(ably);
     Service::new(route, deps)
+}
+
+/// The real Ably client at `hosts`, each attempt bounded by `attempt` (connecting: 500 ms).
+pub fn http_ably(hosts: AblyHosts, attempt: Duration) -> HttpAbly {
+    let client = shared::http_client::build_with(Duration::from_millis(500).min(attempt), attempt).expect("client");
+    HttpAbly::with_hosts(client, hosts)
+}
+
+/// Hosts as the default endpoint has them: `primary` and fallbacks, all on loopback.
+pub fn hosts(primary: &str, fallbacks: &[&FakeAbly]) -> AblyHosts {
+    AblyHosts::new(primary, fallbacks.iter().map(|f| f.url()))
+}
+
+/// `http://127.0.0.1:<port>` where nothing listens: connections are refused.
+pub fn refusing_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    format!("http://127.0.0.1:{port}")
 }
 
 pub fn event(text: &str) -> Request {
