@@ -18,12 +18,11 @@
 //! message go to the log only. (The revoke route answers an Ably 4xx about the admin's own
 //! request with 400: see [`crate::revoke`].)
 
-use crate::caller::BoxFuture;
-use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ConfigError, Env};
+use crate::clock::Clock;
+use crate::env::{ConfigError, Env};
 use crate::error::{IssueError, UpstreamFault};
+use crate::future::BoxFuture;
 use crate::key::ApiKey;
-use crate::service::Route;
 use crate::token_request::TokenRequest;
 use lambda_http::http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER, SERVER};
 use lambda_http::http::HeaderMap;
@@ -338,7 +337,7 @@ impl AblyHosts {
 /// RSC15f); once more on the same host if the connection failed before any answer (a
 /// keep-alive socket gone stale while the container was frozen); then each remaining host
 /// once, fallbacks in random order; all within the deadline. Each attempt is bounded by the
-/// client's own timeout ([`ATTEMPT_TIMEOUT`] for the client [`for_route`] builds).
+/// client's own timeout ([`ATTEMPT_TIMEOUT`] for the client [`crate::deps::ably_for_route`] builds).
 #[derive(Debug, Clone)]
 pub struct HttpAbly {
     client: reqwest::Client,
@@ -774,39 +773,6 @@ pub fn rest_url_from_env(env: &dyn Env) -> Result<String, ConfigError> {
         )),
         _ => Err(bad("the scheme must be https")),
     }
-}
-
-/// A route's Ably client (if it calls Ably) and its clock.
-pub type RouteAbly = (Option<Arc<dyn AblyRest>>, Arc<dyn Clock>);
-
-/// The Ably client and the clock for one route, from the configuration: the client only
-/// when the route calls Ably (`issue-ably-token`; `revoke-tokens` with a revocable key; any
-/// route with `ABLY_QUERY_TIME=true`, whose clock then follows Ably's).
-pub fn for_route(route: Route, config: &Config) -> Result<RouteAbly, ConfigError> {
-    let system: Arc<dyn Clock> = Arc::new(SystemClock);
-    let needed = config.ably_query_time
-        || match route {
-            Route::AblyToken => true,
-            Route::Revoke => config.key_revocable,
-            Route::Jwt | Route::TokenRequest => false,
-        };
-    if !needed {
-        return Ok((None, system));
-    }
-    let client =
-        crate::http_client::build_with(crate::http_client::CONNECT_TIMEOUT, ATTEMPT_TIMEOUT).map_err(|source| {
-            ConfigError::HttpClient {
-                needed_for: "calling Ably's REST API",
-                source,
-            }
-        })?;
-    let ably: Arc<dyn AblyRest> = Arc::new(HttpAbly::new(client, &config.ably_rest_url));
-    let clock: Arc<dyn Clock> = if config.ably_query_time {
-        Arc::new(AblyClock::new(system, ably.clone()))
-    } else {
-        system
-    };
-    Ok((Some(ably), clock))
 }
 
 /// A [`Clock`] that follows Ably's clock (`ABLY_QUERY_TIME=true`, the SDKs' `queryTime`):

@@ -1,7 +1,7 @@
 //! Time, behind a trait so tests can fix it.
 
-use crate::caller::BoxFuture;
 use crate::error::IssueError;
+use crate::future::BoxFuture;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub trait Clock: Send + Sync {

@@ -9,65 +9,13 @@ use crate::caller::{
 use crate::clock::{Clock, SystemClock};
 use crate::http::Cors;
 use crate::key_source::KeyConfig;
-use crate::policy::{Policy, PolicyError};
+use crate::policy::Policy;
 use crate::secret::SecretString;
 use crate::secrets::{CacheSettings, SecretRef, SecretStore};
 use std::sync::Arc;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{var} is not set: {hint}")]
-    Missing { var: &'static str, hint: &'static str },
-    #[error("{var} is invalid: {message}")]
-    Invalid { var: &'static str, message: String },
-    #[error("{0}")]
-    Policy(#[from] PolicyError),
-    #[error("both {0} and {1} are set; set exactly one")]
-    Ambiguous(&'static str, &'static str),
-    /// The outbound HTTPS client could not be built (e.g. no CA certificates on the
-    /// machine); `needed_for` says which setting made the function need it.
-    #[error("{source} (needed for {needed_for})")]
-    HttpClient {
-        needed_for: &'static str,
-        source: crate::http_client::ClientBuildError,
-    },
-}
-
-fn invalid(var: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        var,
-        message: message.into(),
-    }
-}
-
-/// Variable lookup (the process environment, or a map in tests).
-pub trait Env {
-    fn var(&self, name: &str) -> Option<String>;
-}
-
-/// The process environment; empty values count as unset.
-pub struct ProcessEnv;
-
-impl Env for ProcessEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-    }
-}
-
-impl<F: Fn(&str) -> Option<String>> Env for F {
-    fn var(&self, name: &str) -> Option<String> {
-        self(name).filter(|v| !v.trim().is_empty())
-    }
-}
-
-pub fn flag(env: &dyn Env, var: &'static str) -> Result<bool, ConfigError> {
-    match env.var(var).as_deref().map(str::trim) {
-        None => Ok(false),
-        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Ok(true),
-        Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => Ok(false),
-        Some(_) => Err(invalid(var, "expected true or false")),
-    }
-}
+use crate::env::invalid;
+pub use crate::env::{flag, ConfigError, Env, ProcessEnv};
 
 /// The caller-verification settings.
 #[derive(Debug, Default)]

@@ -2,8 +2,8 @@
 
 use crate::capability::Capability;
 use crate::error::{truncate_for_message, IssueError};
+use crate::limits::MIN_TTL_SECONDS;
 use crate::params::TokenHints;
-use crate::policy::MIN_TTL_SECONDS;
 
 /// A capability hint may not make the capability longer than this (canonical JSON bytes)
 /// unless the grant itself is longer: the intersection of two patterns can be longer than

@@ -26,6 +26,15 @@ pub enum Answer {
     Json(String),
 }
 
+impl Answer {
+    /// A JSON answer (TokenRequest, TokenDetails, BatchResult).
+    pub fn json(value: &impl serde::Serialize) -> Result<Answer, IssueError> {
+        serde_json::to_string(value)
+            .map(Answer::Json)
+            .map_err(|e| IssueError::Internal(e.to_string().into()))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("CORS_ALLOWED_ORIGINS entry {entry:?}: {message}")]
 pub struct CorsError {

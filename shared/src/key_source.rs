@@ -1,9 +1,9 @@
 //! Where the Ably API key comes from, behind one narrow trait: the environment locally,
 //! AWS Secrets Manager in the cloud.
 
-use crate::caller::BoxFuture;
-use crate::config::{ConfigError, Env};
+use crate::env::{ConfigError, Env};
 use crate::error::IssueError;
+use crate::future::BoxFuture;
 use crate::key::ApiKey;
 use crate::secret::SecretString;
 use crate::secrets::{SecretCache, SecretError, SecretRef, SecretStore, RETRY_AFTER_SECONDS};

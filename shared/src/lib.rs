@@ -3,8 +3,15 @@
 //! One request, top to bottom:
 //!
 //! ```text
-//! event ─ params::parse ─ caller::verify ─ policy::grant ─ Grant::narrow ─ KeySource::current ─ mint ─ http::respond
+//! raw event ─ boundary::admit ─ lambda_http conversion ─ Service::handle
+//!   issuing:    caller::identify ─ params::parse ─ policy::grant ─ Grant::narrow ─ KeySource::current ─ issue::mint
+//!   revocation: caller::identify ─ policy::grant (mayRevoke) ─ revoke::parse ─ revoke::execute
+//! ─ http::respond ─ the answer in the event's shape
 //! ```
+//!
+//! Dependencies point one way: `runtime` → `service` → `issue` / `revoke` → `deps` →
+//! `config` → the modules it assembles (`caller`, `policy`, `key_source`, `secrets`,
+//! `ably_rest`) → the vocabulary they share (`env`, `route`, `limits`, `future`, `error`).
 //!
 //! Every failure on that path is an [`error::IssueError`], which alone knows its HTTP
 //! status and Ably error code; [`http`] is the only place that turns it into a response.
@@ -15,18 +22,24 @@ pub mod caller;
 pub mod capability;
 pub mod clock;
 pub mod config;
+pub mod deps;
+pub mod env;
 pub mod error;
+pub mod future;
 pub mod grant;
 pub mod http;
 pub mod http_client;
+pub mod issue;
 pub mod json;
 pub mod jwt;
 pub mod key;
 pub mod key_source;
+pub mod limits;
 pub mod log;
 pub mod params;
 pub mod policy;
 pub mod revoke;
+pub mod route;
 pub mod runtime;
 pub mod secret;
 pub mod secrets;

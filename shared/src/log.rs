@@ -30,6 +30,16 @@ where
         .finish()
 }
 
+/// Who a request line names, learnt along the request path (whatever its outcome).
+#[derive(Debug, Default)]
+pub struct Who {
+    /// The clientId the policy issues the caller (never a client's hint).
+    pub client_id: Option<String>,
+    /// The verifier that established the caller (`hs256`, `jwks`, `authorizer`, `cookie`),
+    /// or `anonymous`.
+    pub caller: Option<&'static str>,
+}
+
 /// Log a start-up configuration error (the function then exits).
 pub fn startup_error(error: &dyn std::fmt::Display) {
     tracing::error!(error = %error, "configuration error: the function cannot start");

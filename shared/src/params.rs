@@ -7,7 +7,7 @@
 
 use crate::capability::Capability;
 use crate::error::{truncate_for_message, IssueError};
-use crate::policy::MAX_CLIENT_ID_BYTES;
+use crate::limits::MAX_CLIENT_ID_BYTES;
 use lambda_http::http::header::CONTENT_TYPE;
 use lambda_http::{Body, Request, RequestExt};
 

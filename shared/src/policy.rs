@@ -28,25 +28,11 @@ use crate::grant::Grant;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-/// Ably's maximum TTL for access tokens.
-pub const MAX_TTL_SECONDS: u64 = 24 * 60 * 60;
-/// Ably's maximum TTL for tokens of a key with revocable tokens.
-pub const MAX_REVOCABLE_TTL_SECONDS: u64 = 60 * 60;
-/// Ably asks clients to re-authenticate ~30 s before expiry: shorter tokens churn.
-pub const MIN_TTL_SECONDS: u64 = 60;
-pub const DEFAULT_TTL_SECONDS: u64 = 60 * 60;
-/// The longest clientId issued or accepted as a hint, in UTF-8 bytes. Ably documents no
-/// maximum; this bound matches the one on capability resource names
-/// ([`crate::capability::MAX_RESOURCE_BYTES`]).
-pub const MAX_CLIENT_ID_BYTES: usize = 2048;
+pub use crate::limits::{
+    DEFAULT_TTL_SECONDS, MAX_CLIENT_ID_BYTES, MAX_REVOCABLE_TTL_SECONDS, MAX_TTL_SECONDS, MIN_TTL_SECONDS,
+};
 
-/// A policy that failed validation; `field` is a path into the policy document.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid token policy at `{field}`: {message}")]
-pub struct PolicyError {
-    pub field: String,
-    pub message: String,
-}
+pub use crate::env::PolicyError;
 
 fn err(field: impl Into<String>, message: impl Into<String>) -> PolicyError {
     PolicyError {

@@ -15,9 +15,15 @@
 //! configuration is a 500).
 
 use crate::ably_rest::{AblyError, AblyRest, BatchResult, RevokeRequest, MAX_TARGETS_PER_CALL};
+use crate::caller::Caller;
+use crate::deps::Deps;
 use crate::error::{truncate_for_message, IssueError};
+use crate::http::Answer;
 use crate::key::ApiKey;
+use crate::log::Who;
 use crate::params;
+use crate::route::Route;
+use lambda_http::http::Method;
 use lambda_http::Request;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
@@ -311,11 +317,61 @@ pub fn merge(into: &mut BatchResult, batch: BatchResult) {
     into.results.extend(batch.results);
 }
 
+pub(crate) const NOT_REVOCABLE: &str = "token revocation is not enabled: enable revocable tokens on the Ably key (Ably dashboard, API Keys, \"Revocable tokens\"), then set ABLY_KEY_REVOCABLE=true (token TTLs are then at most 1 hour)";
+const NOT_A_REVOKER: &str = "your identity may not revoke tokens: only callers holding a role whose policy grant has \"mayRevoke\": true can; ask the operator for that role";
+
+/// The revocation path (`POST /auth/revoke`): a verified caller whose grant has `mayRevoke`
+/// revokes tokens at Ably; `who` learns the caller and clientId for the request log.
+pub(crate) async fn handle(deps: &Deps, request: &Request, who: &mut Who) -> Result<Answer, IssueError> {
+    if request.method() != Method::POST {
+        return Err(IssueError::method_not_allowed(request.method().as_str(), "POST"));
+    }
+    let caller = deps.callers.identify(request).await?;
+    let Caller::Verified { via, .. } = &caller else {
+        return Err(IssueError::MissingCredential);
+    };
+    who.caller = Some(via);
+    let grant = deps.policy.grant(&caller)?;
+    who.client_id = grant.client_id.clone();
+    if !grant.may_revoke {
+        return Err(IssueError::forbidden(NOT_A_REVOKER));
+    }
+    deps.clock.calibrate().await?;
+    let revocation = parse(request, deps.clock.now_ms())?;
+    let ably = deps
+        .ably
+        .as_deref()
+        .ok_or(IssueError::Misconfigured(NOT_REVOCABLE.into()))?;
+    let key = deps.keys.current().await?;
+    let route = Route::Revoke.name();
+    let result = execute(ably, &key, &revocation).await.map_err(|f| {
+        tracing::error!(
+            route,
+            revoked_before_failure = f.done,
+            targets = f.total,
+            ably_code = f.error.ably_code(),
+            ably_error = %f.error,
+            "Ably revocation failed"
+        );
+        IssueError::from(f)
+    })?;
+    tracing::info!(
+        route,
+        revoker = who.client_id.as_deref(),
+        targets = ?revocation.targets,
+        issued_before = revocation.issued_before,
+        success_count = result.success_count,
+        failure_count = result.failure_count,
+        "tokens revoked"
+    );
+    Answer::json(&result)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ably_rest::{SignTokenRequest, TargetResult, TokenDetails};
-    use crate::caller::BoxFuture;
+    use crate::future::BoxFuture;
     use crate::params::MAX_BODY_BYTES;
     use lambda_http::Body;
     use std::sync::Mutex;

@@ -50,7 +50,7 @@ pub async fn jwks_uri(http: &dyn HttpGet, issuer: &str) -> Result<String, FetchE
 mod tests {
     use super::*;
     use crate::caller::fetch::Document;
-    use crate::caller::BoxFuture;
+    use crate::future::BoxFuture;
 
     struct Fixed(&'static str);
 

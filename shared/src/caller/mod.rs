@@ -65,10 +65,8 @@ use crate::error::IssueError;
 use lambda_http::http::header::AUTHORIZATION;
 use lambda_http::Request;
 use std::borrow::Cow;
-use std::future::Future;
-use std::pin::Pin;
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::future::BoxFuture;
 
 /// The caller of one request.
 #[derive(Debug, Clone)]

@@ -1,8 +1,8 @@
 //! The real [`SecretReader`]: `aws-sdk-secretsmanager`, built once per container.
 
 use super::{ReadError, SecretReader, SecretValue};
-use crate::caller::BoxFuture;
-use crate::config::{flag, ConfigError, Env};
+use crate::env::{flag, ConfigError, Env};
+use crate::future::BoxFuture;
 use crate::secret::SecretString;
 use aws_sdk_secretsmanager::config::retry::RetryConfig;
 use aws_sdk_secretsmanager::config::timeout::TimeoutConfig;

@@ -240,7 +240,7 @@ impl<T: Send + Sync + 'static> SecretCache<T> {
 pub(crate) mod tests {
     use super::super::{SecretStore, SecretValue};
     use super::*;
-    use crate::caller::BoxFuture;
+    use crate::future::BoxFuture;
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
     /// A clock the test moves by hand.

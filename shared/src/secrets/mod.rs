@@ -19,9 +19,9 @@ mod cache;
 pub use aws::{AwsSecretReader, AwsSettings};
 pub use cache::SecretCache;
 
-use crate::caller::BoxFuture;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{ConfigError, Env};
+use crate::env::{ConfigError, Env};
+use crate::future::BoxFuture;
 use crate::secret::SecretString;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
