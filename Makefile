@@ -63,7 +63,7 @@ dev-token: tools-py ## print a dev caller token: make dev-token SUB=alice [ROLES
 # ---------------------------------------------------------------- checks and tests
 # `make test` runs each step below in order; add a step by appending a target to TEST_STEPS.
 
-TEST_STEPS := fmt-check clippy test-unit fuzz-regressions test-e2e lint-template test-emulator perf-smoke browser-test
+TEST_STEPS := fmt-check clippy test-unit fuzz-regressions test-e2e lint-template test-template test-emulator perf-smoke browser-test
 
 .PHONY: test check fmt-check clippy test-unit test-e2e fmt
 test: ## everything CI runs: fmt, clippy, unit + integration tests, end-to-end tests
@@ -111,7 +111,7 @@ BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.package-lock.stamp
 CHROMIUM := /usr/bin/chromium
 DEMO_PORT ?= 8080
 
-.PHONY: release invoke lint-template test-emulator sam-build deploy browser-test demo tools-browser
+.PHONY: release invoke lint-template test-template test-emulator sam-build deploy browser-test demo tools-browser
 
 release: ## cargo build --release of every function binary (target/release/<function>)
 	cargo build --release $(addprefix -p ,$(FUNCTIONS))
@@ -122,6 +122,9 @@ invoke: release tools-py ## run a release binary under the Lambda emulator: make
 lint-template: tools-py ## cfn-lint (errors and warnings) and sam validate --lint of template.yaml (offline)
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM_ENV) $(SAM) validate --lint --template template.yaml
+
+test-template: tools-py ## template.yaml through SAM's translator per parameter set (offline): routes, env, IAM, logs, throttling, outputs
+	$(SAM_ENV) $(PYTHON) -m unittest discover --start-directory tests/template --top-level-directory tests/template $(if $(V),-v)
 
 test-emulator: release tools-py ## every function's release binary over its events/ under the Lambda emulator
 	cargo test -p integration-tests --test emulator -- --include-ignored
