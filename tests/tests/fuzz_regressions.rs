@@ -119,3 +119,48 @@ fn request_seeds_reach_success_and_refusals_on_every_route() {
         }
     }
 }
+
+/// The committed event seeds reach every issuing route's success, refusals of the caller and
+/// the 400s of the boundary and the parameters: the fuzzer starts from whole events that
+/// convert and from events that do not.
+#[test]
+fn event_seeds_reach_success_and_refusals_on_every_route() {
+    let mut seen: std::collections::BTreeMap<(&str, u16), usize> = Default::default();
+    for (_, bytes) in committed_inputs("event") {
+        if let Some(outcome) = harness::event_statuses(&bytes) {
+            *seen.entry(outcome).or_default() += 1;
+        }
+    }
+    println!("{seen:?}");
+    for (route, statuses) in [
+        ("issue-jwt", [200, 400, 401]),
+        ("issue-token-request", [200, 400, 401]),
+        ("issue-ably-token", [200, 400, 401]),
+        ("revoke-tokens", [400, 401, 405]),
+    ] {
+        for status in statuses {
+            assert!(
+                seen.contains_key(&(route, status)),
+                "no seed gets {status} from {route}: {seen:?}"
+            );
+        }
+    }
+}
+
+/// Prints `route status file` for every input of the working corpus (`fuzz/corpus/event`),
+/// to choose seeds that cover each outcome: `cargo test --test fuzz_regressions
+/// list_event_corpus_outcomes -- --ignored --nocapture`.
+#[test]
+#[ignore = "a tool for choosing seeds, not a check"]
+fn list_event_corpus_outcomes() {
+    let dir = fuzz_dir().join("corpus/event");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let bytes = std::fs::read(entry.path()).unwrap_or_default();
+        if let Some((route, status)) = harness::event_statuses(&bytes) {
+            println!("OUTCOME {route} {status} {}", entry.path().display());
+            n += 1;
+        }
+    }
+    assert!(n > 0, "no corpus in {}", dir.display());
+}
