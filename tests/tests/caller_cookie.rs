@@ -7,11 +7,6 @@ use caller_support::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use lambda_http::request::from_str;
 use serde_json::{json, Value};
-use shared::{Route, Service};
-use std::collections::HashMap;
-
-const CALLER_SECRET: &str = "dev-caller-secret-0123456789abcdef0123456789";
-const ISSUER: &str = "https://app.example.com";
 
 fn hs256(claims: &Value) -> String {
     jsonwebtoken::encode(
@@ -24,22 +19,6 @@ fn hs256(claims: &Value) -> String {
 
 fn session(sub: &str) -> Value {
     claims(ISSUER, sub)
-}
-
-fn service_from(vars: &[(&str, &str)]) -> Service {
-    let mut env: HashMap<String, String> = HashMap::from([
-        ("ABLY_API_KEY".into(), DEV_API_KEY.into()),
-        ("TOKEN_POLICY".into(), POLICY.into()),
-        ("CALLER_HS256_SECRET".into(), CALLER_SECRET.into()),
-        ("CALLER_ISSUER".into(), ISSUER.into()),
-        ("CALLER_AUDIENCE".into(), AUDIENCE.into()),
-        ("CALLER_COOKIE".into(), "session".into()),
-    ]);
-    for (k, v) in vars {
-        env.insert((*k).into(), (*v).into());
-    }
-    let lookup = move |name: &str| env.get(name).cloned();
-    Service::from_env_with(Route::Jwt, &lookup).unwrap()
 }
 
 fn with_cookie(cookie: &str) -> lambda_http::Request {

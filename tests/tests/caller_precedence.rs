@@ -11,11 +11,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use lambda_http::request::from_str;
 use lambda_http::Request;
 use serde_json::{json, Value};
-use shared::{Route, Service};
-use std::collections::HashMap;
 
-const CALLER_SECRET: &str = "dev-caller-secret-0123456789abcdef0123456789";
-const ISSUER: &str = "https://app.example.com";
 const HTTP_JWT: &str = include_str!("../../events/authorizer-http-jwt.json");
 /// The identity the HTTP API JWT authorizer put in `HTTP_JWT`.
 const GATEWAY_USER: &str = "3f6b2a4e-jwt-user";
@@ -39,23 +35,6 @@ fn expired(sub: &str) -> Value {
     let mut c = session(sub, &[]);
     c["exp"] = json!(now_seconds() - 300);
     c
-}
-
-/// HS256 bearer + `CALLER_COOKIE=session`, plus `vars` (an empty value removes a variable).
-fn service_from(vars: &[(&str, &str)]) -> Service {
-    let mut env: HashMap<String, String> = HashMap::from([
-        ("ABLY_API_KEY".into(), DEV_API_KEY.into()),
-        ("TOKEN_POLICY".into(), POLICY.into()),
-        ("CALLER_HS256_SECRET".into(), CALLER_SECRET.into()),
-        ("CALLER_ISSUER".into(), ISSUER.into()),
-        ("CALLER_AUDIENCE".into(), AUDIENCE.into()),
-        ("CALLER_COOKIE".into(), "session".into()),
-    ]);
-    for (k, v) in vars {
-        env.insert((*k).into(), (*v).into());
-    }
-    let lookup = move |name: &str| env.get(name).cloned();
-    Service::from_env_with(Route::Jwt, &lookup).unwrap()
 }
 
 fn bearer_and_cookie(bearer: &str, cookie: &str) -> Request {

@@ -30,6 +30,28 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
 pub const AUDIENCE: &str = "ably-auth-tests";
+/// The HS256 caller secret and issuer of the cookie and precedence tests.
+pub const CALLER_SECRET: &str = "dev-caller-secret-0123456789abcdef0123456789";
+pub const ISSUER: &str = "https://app.example.com";
+
+/// A `/auth/jwt` service with the HS256 bearer (issuer and audience checked) and
+/// `CALLER_COOKIE=session`, configured from the environment as a function would be, plus
+/// `vars`.
+pub fn service_from(vars: &[(&str, &str)]) -> Service {
+    let mut env: std::collections::HashMap<String, String> = std::collections::HashMap::from([
+        ("ABLY_API_KEY".into(), DEV_API_KEY.into()),
+        ("TOKEN_POLICY".into(), POLICY.into()),
+        ("CALLER_HS256_SECRET".into(), CALLER_SECRET.into()),
+        ("CALLER_ISSUER".into(), ISSUER.into()),
+        ("CALLER_AUDIENCE".into(), AUDIENCE.into()),
+        ("CALLER_COOKIE".into(), "session".into()),
+    ]);
+    for (k, v) in vars {
+        env.insert((*k).into(), (*v).into());
+    }
+    let lookup = move |name: &str| env.get(name).cloned();
+    Service::from_env_with(Route::Jwt, &lookup).unwrap()
+}
 
 /// Issues 1 role-based capability per role, so tests can see which roles arrived.
 pub const POLICY: &str = r#"{
