@@ -1914,6 +1914,28 @@ fn raw_event(u: &mut Unstructured<'_>, token: Option<&str>) -> AResult<String> {
             })
         }
     };
+    if u.ratio(1, 16)? {
+        // Shapes only a direct invocation sends: no rawQueryString, empty value lists in the
+        // query maps, a flood of header names.
+        match u.int_in_range(0..=3)? {
+            0 => {
+                if let Some(e) = event.as_object_mut() {
+                    e.remove("rawQueryString");
+                }
+            }
+            1 => event["queryStringParameters"] = json!({ text(u, 1)?: [] }),
+            2 => event["multiValueQueryStringParameters"] = json!({ text(u, 1)?: [] }),
+            _ => {
+                let n = u.int_in_range(900..=26_000)?;
+                let flood: Map<String, Value> = (0..n).map(|i| (format!("x-h{i}"), json!("v"))).collect();
+                event[pick(u, &["headers", "multiValueHeaders"])?] = if u.ratio(1, 2)? {
+                    Value::Object(flood)
+                } else {
+                    Value::Object(flood.into_iter().map(|(k, v)| (k, json!([v]))).collect())
+                };
+            }
+        }
+    }
     if u.ratio(1, 10)? {
         // A field of the wrong type.
         let name = pick(

@@ -14,9 +14,16 @@
 //! | `Host` header / `requestContext.domainName`, `X-Forwarded-Proto`, the path and stage | `Url::parse(format!("{proto}://{host}{path}")).unwrap()` | a host with a space or a bad port, a proto with `/` … | 400 naming the part |
 //! | `body` with `isBase64Encoded: true` | base64 decode `.expect(..)` | not base64 | 400 |
 //! | `cookies` (HTTP API) | joined into a `Cookie` header; dropped if not a header value | a credential silently lost | 400 |
+//! | a query map entry with an empty value list (`"a": []`) | `QueryMap`'s iterator indexes `values[0]` (in `to_query_string`, and in our own parameter reading) | index out of bounds | 400 |
+//! | more than 24,576 distinct header names (`headers` + `multiValueHeaders`) | `HeaderMap::insert` / `extend` | `expect("size overflows MAX_SIZE")`, during deserialization or the merge | over [`MAX_HEADERS`]: 400, counted before the typed parse |
+//! | no `rawQueryString` (HTTP API) | the query is read from `queryStringParameters` instead | (the empty-list panic above) | treated as `""`, as API Gateway always sends it |
 //! | anything else that does not deserialize as an API Gateway event (bad header values, wrong types) | `lambda_runtime` reports an invocation error (the gateway answers 502) | — | 400 |
 //!
-//! [`admit`] checks exactly the values the conversion builds (the same URI string, the same
+//! The first three rows cannot come through API Gateway or a Function URL (only a direct
+//! `lambda:InvokeFunction` or a test event), but a function must not die of them either.
+//!
+//! [`admit`] first scans the raw JSON for the shapes that panic during deserialization
+//! ([`Shape`]), then checks exactly the values the conversion builds (the same URI string, the same
 //! parsers), so whatever it admits converts; what it refuses is answered with a 400 ErrorInfo
 //! by [`crate::runtime`] through a harmless stand-in event of the same origin, so the answer
 //! still carries CORS, `no-store` and the right response shape. `fuzz/` runs whole events
@@ -38,6 +45,10 @@ use url::Url;
 /// parameters larger than this belong in a POST body (ably-js `authMethod: "POST"`).
 pub const MAX_URI_BYTES: usize = 16 * 1024;
 
+/// Most header names accepted in one event (`headers` and `multiValueHeaders` together).
+/// API Gateway limits headers to about 10 KiB; `http::HeaderMap` panics past 24,576 names.
+pub const MAX_HEADERS: usize = 1000;
+
 /// A raw event, admitted or refused.
 #[derive(Debug)]
 pub enum Admitted {
@@ -53,6 +64,12 @@ pub enum Admitted {
 
 /// Check (and where it is safe, repair) one raw event.
 pub fn admit(raw: &str) -> Admitted {
+    if let Err(problem) = Shape::check(raw) {
+        return Admitted::Refused {
+            stand_in: stand_in_for_unparsed(raw),
+            problem,
+        };
+    }
     match serde_json::from_str::<LambdaRequest>(raw) {
         Ok(mut event) => match check(&mut event) {
             Ok(()) => Admitted::Event(event),
@@ -87,10 +104,10 @@ pub fn check(event: &mut LambdaRequest) -> Result<(), IssueError> {
 }
 
 fn check_v2(ag: &mut ApiGatewayV2httpRequest) -> Result<(), IssueError> {
-    if let Some(query) = ag.raw_query_string.as_mut() {
-        if let Cow::Owned(repaired) = encode_query(query) {
-            *query = repaired;
-        }
+    // API Gateway always sends it; without it lambda_http would read `queryStringParameters`.
+    let query = ag.raw_query_string.get_or_insert_with(String::new);
+    if let Cow::Owned(repaired) = encode_query(query) {
+        *query = repaired;
     }
     if let Some(cookies) = &ag.cookies {
         if !cookies.iter().all(|c| is_header_text(c)) {
@@ -144,7 +161,7 @@ fn host<'a>(headers: &'a HeaderMap, domain_name: Option<&'a str>) -> Option<&'a 
 
 /// `lambda_http`'s `apigw_path_with_stage`.
 fn path_with_stage<'a>(stage: Option<&str>, path: &'a str) -> Cow<'a, str> {
-    if std::env::var_os("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH").is_some() {
+    if std::env::var("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH").is_ok() {
         return Cow::Borrowed(path);
     }
     match stage {
@@ -233,11 +250,142 @@ pub fn encode_query(query: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The parts of a raw event that panic during deserialization, read without building them:
+/// header names are counted, query maps are checked for empty value lists. Every other field
+/// is skipped, and a field of another type counts as absent (the typed parse judges it).
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct Shape {
+    headers: Keys,
+    #[serde(rename = "multiValueHeaders")]
+    multi_value_headers: Keys,
+    #[serde(rename = "queryStringParameters")]
+    query: Lists,
+    #[serde(rename = "multiValueQueryStringParameters")]
+    multi_value_query: Lists,
+}
+
+impl Shape {
+    fn check(raw: &str) -> Result<(), IssueError> {
+        let Ok(shape) = serde_json::from_str::<Shape>(raw) else {
+            return Ok(()); // not an object: the typed parse refuses it
+        };
+        if shape.headers.0 + shape.multi_value_headers.0 > MAX_HEADERS {
+            return Err(refused(format!(
+                "it has {} header names, over the limit of {MAX_HEADERS}",
+                shape.headers.0 + shape.multi_value_headers.0
+            )));
+        }
+        if shape.query.empty || shape.multi_value_query.empty {
+            return Err(refused("a query parameter has an empty list of values"));
+        }
+        Ok(())
+    }
+}
+
+/// The number of keys of a JSON object (0 for any other value).
+#[derive(Default)]
+struct Keys(usize);
+
+/// Whether a JSON object has a value that is an empty array.
+#[derive(Default)]
+struct Lists {
+    empty: bool,
+}
+
+/// Visits any JSON value; objects are counted (`Keys`) or their values inspected (`Lists`).
+struct Scan<T>(std::marker::PhantomData<T>);
+
+macro_rules! skip_scalars {
+    ($($method:ident: $ty:ty),*) => {
+        $(fn $method<E: serde::de::Error>(self, _: $ty) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        })*
+    };
+}
+
+macro_rules! scan_impl {
+    ($t:ty, |$map:ident| $count:block) => {
+        impl<'de> serde::de::Visitor<'de> for Scan<$t> {
+            type Value = $t;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut $map: A) -> Result<$t, A::Error> $count
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<$t, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Default::default())
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<$t, E> {
+                Ok(Default::default())
+            }
+            skip_scalars!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
+        }
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
+                d.deserialize_any(Scan::<$t>(std::marker::PhantomData))
+            }
+        }
+    };
+}
+
+scan_impl!(Keys, |map| {
+    let mut n = 0;
+    while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {
+        n += 1;
+    }
+    Ok(Keys(n))
+});
+
+scan_impl!(Lists, |map| {
+    let mut empty = false;
+    while let Some((_, len)) = map.next_entry::<serde::de::IgnoredAny, SeqLen>()? {
+        empty |= len.0 == Some(0);
+    }
+    Ok(Lists { empty })
+});
+
+/// The length of a JSON array (`None` for any other value).
+#[derive(Default)]
+struct SeqLen(Option<usize>);
+
+impl<'de> serde::de::Visitor<'de> for Scan<SeqLen> {
+    type Value = SeqLen;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<SeqLen, A::Error> {
+        let mut n = 0;
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            n += 1;
+        }
+        Ok(SeqLen(Some(n)))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<SeqLen, A::Error> {
+        while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+        Ok(SeqLen(None))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<SeqLen, E> {
+        Ok(SeqLen(None))
+    }
+    skip_scalars!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
+}
+
+impl<'de> serde::Deserialize<'de> for SeqLen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SeqLen, D::Error> {
+        d.deserialize_any(Scan::<SeqLen>(std::marker::PhantomData))
+    }
+}
+
 /// A stand-in of `event`'s origin: path `/`, no query, no body, the same method, and only
 /// the `Origin` header (for the CORS headers of the answer).
 fn stand_in_for(event: &LambdaRequest) -> LambdaRequest {
     match event {
-        LambdaRequest::ApiGatewayV1(ag) => stand_in_v1(ag.http_method.clone(), &ag.headers),
+        LambdaRequest::ApiGatewayV1(ag) => {
+            // The conversion merges `headers` into `multiValueHeaders`; the Origin may be in either.
+            let headers = if ag.headers.contains_key(ORIGIN) { &ag.headers } else { &ag.multi_value_headers };
+            stand_in_v1(ag.http_method.clone(), headers)
+        }
         LambdaRequest::ApiGatewayV2(ag) => stand_in_v2(ag.request_context.http.method.clone(), &ag.headers),
         #[allow(unreachable_patterns)]
         _ => stand_in_v2(Method::GET, &HeaderMap::new()),
@@ -334,6 +482,65 @@ mod tests {
         let pairs: Vec<(String, String)> = form_urlencoded::parse(encoded.as_bytes()).into_owned().collect();
         assert_eq!(pairs[0].1, r#"{"chat:*":["publish","subscribe"]}"#);
         assert_eq!(pairs[1].1, "a b#c");
+    }
+
+    #[test]
+    fn empty_query_value_lists_are_refused_before_the_typed_parse() {
+        for event in [
+            r#"{"httpMethod":"GET","path":"/auth/jwt","multiValueQueryStringParameters":{"a":[]},"requestContext":{"httpMethod":"GET"}}"#,
+            r#"{"httpMethod":"GET","path":"/auth/jwt","queryStringParameters":{"a":[]},"requestContext":{"httpMethod":"GET"}}"#,
+            r#"{"version":"2.0","rawPath":"/auth/jwt","queryStringParameters":{"b":"1","a":[]},"requestContext":{"http":{"method":"GET"}}}"#,
+        ] {
+            let Admitted::Refused { problem, .. } = admit(event) else {
+                panic!("admitted {event}");
+            };
+            assert_eq!((problem.status(), problem.code()), (400, 40000));
+            assert!(problem.to_string().contains("empty list"), "{problem}");
+        }
+    }
+
+    #[test]
+    fn too_many_header_names_are_refused_before_the_typed_parse() {
+        let names: Vec<String> = (0..=MAX_HEADERS).map(|i| format!(r#""h{i}":"v""#)).collect();
+        let event = format!(
+            r#"{{"httpMethod":"GET","path":"/auth/jwt","requestContext":{{"httpMethod":"GET"}},"headers":{{{}}}}}"#,
+            names.join(",")
+        );
+        let Admitted::Refused { problem, .. } = admit(&event) else {
+            panic!("admitted {} header names", MAX_HEADERS + 1);
+        };
+        assert!(problem.to_string().contains("header names"), "{problem}");
+        // Split across headers and multiValueHeaders: counted together.
+        let half = MAX_HEADERS / 2 + 1;
+        let single: Vec<String> = (0..half).map(|i| format!(r#""a{i}":"v""#)).collect();
+        let multi: Vec<String> = (0..half).map(|i| format!(r#""b{i}":["v"]"#)).collect();
+        let event = format!(
+            r#"{{"httpMethod":"GET","path":"/auth/jwt","requestContext":{{"httpMethod":"GET"}},"headers":{{{}}},"multiValueHeaders":{{{}}}}}"#,
+            single.join(","),
+            multi.join(",")
+        );
+        assert!(matches!(admit(&event), Admitted::Refused { .. }));
+    }
+
+    #[test]
+    fn shape_scanning_accepts_what_the_gateway_sends() {
+        for event in [
+            include_str!("../../events/jwt-get-valid-caller.json"),
+            include_str!("../../events/authorizer-rest-lambda.json"),
+            include_str!("../../events/authorizer-rest-cognito.json"),
+            r#"{"version":"2.0","headers":null,"queryStringParameters":5,"multiValueHeaders":[1,{"a":[]}],"rawPath":"/","requestContext":{"http":{"method":"GET"}}}"#,
+        ] {
+            assert!(Shape::check(event).is_ok(), "{event}");
+        }
+    }
+
+    #[test]
+    fn a_missing_raw_query_string_is_read_as_empty_not_from_the_parsed_map() {
+        let event = r#"{"version":"2.0","rawPath":"/auth/jwt","queryStringParameters":{"ttl":"1"},"requestContext":{"http":{"method":"GET"}}}"#;
+        let Admitted::Event(LambdaRequest::ApiGatewayV2(ag)) = admit(event) else {
+            panic!("not admitted as an HTTP API event");
+        };
+        assert_eq!(ag.raw_query_string.as_deref(), Some(""));
     }
 
     #[test]

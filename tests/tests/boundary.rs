@@ -311,3 +311,32 @@ async fn valid_events_answer_exactly_as_the_service_does() {
         );
     }
 }
+
+#[tokio::test]
+async fn shapes_that_panic_while_deserializing_get_400_not_a_lost_container() {
+    let service = service(Route::Jwt);
+    let names: Vec<String> = (0..25_000).map(|i| format!(r#""h{i}":"v""#)).collect();
+    let many_headers = format!(
+        r#"{{"httpMethod":"GET","path":"/auth/jwt","requestContext":{{"httpMethod":"GET"}},"headers":{{{}}}}}"#,
+        names.join(",")
+    );
+    for event in [
+        many_headers,
+        r#"{"httpMethod":"GET","path":"/auth/jwt","multiValueQueryStringParameters":{"a":[]},"requestContext":{"httpMethod":"GET"}}"#.to_owned(),
+        r#"{"version":"2.0","rawPath":"/auth/jwt","queryStringParameters":{"a":[]},"requestContext":{"http":{"method":"GET"}}}"#.to_owned(),
+    ] {
+        assert_refused(&answer(&service, &event).await);
+    }
+}
+
+#[tokio::test]
+async fn an_http_api_event_without_raw_query_string_is_answered() {
+    let service = service(Route::Jwt);
+    let event = with(ANONYMOUS_V2, |e| {
+        e.as_object_mut().expect("event").remove("rawQueryString");
+        e["queryStringParameters"] = json!({"capability": "{\"public:x\":[\"subscribe\"]}"});
+    });
+    // The gateway always sends rawQueryString; without it the query is empty (the parsed
+    // map is not a second source of hints): the whole anonymous grant.
+    assert_eq!(jwt_capability(&answer(&service, &event).await), json!({"public:*": ["subscribe"]}));
+}
