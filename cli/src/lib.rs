@@ -132,7 +132,11 @@ impl Args {
     }
 
     fn all(&self, name: &str) -> Vec<&str> {
-        self.options.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+        self.options
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     fn allow_only(&self, names: &[&str]) -> Result<(), String> {
@@ -173,7 +177,8 @@ fn text_arg(value: &str) -> Result<String, String> {
         Some(path) => std::fs::read_to_string(path).map_err(|e| format!("cannot read {path:?}: {e}")),
         None if value == "-" => {
             let mut s = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| format!("cannot read stdin: {e}"))?;
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .map_err(|e| format!("cannot read stdin: {e}"))?;
             Ok(s)
         }
         None => Ok(value.to_owned()),
@@ -250,16 +255,28 @@ fn policy_check(file: &str, args: &Args, cx: &Context<'_>) -> Result<Output, Usa
     let text = read_file(file)?;
     let revocable = revocable(cx)?;
     let result = check(&text, revocable, route);
-    let code = if result["ok"] == json!(true) { EXIT_OK } else { EXIT_FAILED };
+    let code = if result["ok"] == json!(true) {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    };
     let stdout = if args.json {
         print_json(&result)
     } else {
         let mut s = String::new();
         if let Some(e) = result["error"].as_object() {
-            s.push_str(&format!("error: invalid token policy at `{}`: {}\n", e["field"].as_str().unwrap_or(""), e["message"].as_str().unwrap_or("")));
+            s.push_str(&format!(
+                "error: invalid token policy at `{}`: {}\n",
+                e["field"].as_str().unwrap_or(""),
+                e["message"].as_str().unwrap_or("")
+            ));
         }
         for w in result["warnings"].as_array().into_iter().flatten() {
-            s.push_str(&format!("warning: `{}`: {}\n", w["field"].as_str().unwrap_or(""), w["message"].as_str().unwrap_or("")));
+            s.push_str(&format!(
+                "warning: `{}`: {}\n",
+                w["field"].as_str().unwrap_or(""),
+                w["message"].as_str().unwrap_or("")
+            ));
         }
         if code == EXIT_OK {
             let n = result["warnings"].as_array().map_or(0, Vec::len);
@@ -353,6 +370,15 @@ fn pairs_object<V: Clone + Into<Value>>(pairs: &[(String, V)]) -> Value {
     Value::Object(pairs.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect())
 }
 
+/// A rate as the JWT writes it: whole numbers without a fraction.
+fn rate_number(rate: f64) -> Value {
+    if rate.fract() == 0.0 && rate.abs() < 1e15 {
+        json!(rate as i64)
+    } else {
+        json!(rate)
+    }
+}
+
 fn grant_value(g: &Grant, jitter_percent: u64) -> Value {
     let capability: Value = serde_json::from_str(&g.capability.to_canonical_string()).unwrap_or(Value::Null);
     let mut v = json!({
@@ -362,13 +388,14 @@ fn grant_value(g: &Grant, jitter_percent: u64) -> Value {
         "ttlMs": g.ttl_ms,
         "channelClaims": pairs_object(&g.channel_claims),
         "roomClaims": pairs_object(&g.room_claims),
-        "rateLimits": pairs_object(&g.rate_limits),
+        "rateLimits": Value::Object(g.rate_limits.iter().map(|(r, rate)| (r.clone(), rate_number(*rate))).collect()),
         "revocationKey": g.revocation_key,
         "mayRevoke": g.may_revoke,
     });
     if jitter_percent > 0 {
         let min = shared::issue::jittered_ttl_ms(g.ttl_ms, jitter_percent, 1.0);
-        v["ttlJitter"] = json!({"percent": jitter_percent, "minSeconds": min / 1000, "maxSeconds": g.ttl_ms / 1000, "minMs": min});
+        v["ttlJitter"] =
+            json!({"percent": jitter_percent, "minSeconds": min / 1000, "maxSeconds": g.ttl_ms / 1000, "minMs": min});
     }
     v
 }
@@ -393,8 +420,9 @@ pub fn explain(policy: &Policy, route: Route, ask: &Ask, now_ms: u64, key_name: 
             let _ = policy.grant_traced(&ask.caller, &mut dropped);
             shared::revoke::authorize(policy, &ask.caller, &mut client_id)
         }
-        Some(kind) => params::parse(&request)
-            .and_then(|hints| shared::issue::decide(policy, kind, &ask.caller, &hints, now_ms, key_name, 0.0, &mut dropped)),
+        Some(kind) => params::parse(&request).and_then(|hints| {
+            shared::issue::decide(policy, kind, &ask.caller, &hints, now_ms, key_name, 0.0, &mut dropped)
+        }),
     };
     let mut out = json!({"route": route_name(route)});
     match decided {
@@ -477,15 +505,19 @@ fn params_arg(args: &Args) -> Result<Vec<(String, String)>, Usage> {
 fn policy_explain(file: &str, args: &Args, cx: &Context<'_>) -> Result<Output, Usage> {
     args.allow_only(&["route", "claims", "param", "now", "key-name"])?;
     let route = route_arg(args)?.unwrap_or(Route::Jwt);
-    let claims = match (args.one("claims")?, args.anonymous) {
-        (Some(_), true) => return Err(Usage("give --claims or --anonymous, not both".into())),
-        (None, false) => return Err(Usage("give the caller's claims (--claims '{\"sub\":\"alice\"}' or --claims @claims.json), or --anonymous".into())),
-        (Some(c), false) => {
-            let text = text_arg(c)?;
-            Some(serde_json::from_str::<Value>(&text).map_err(|e| Usage(format!("--claims is not JSON: {e}")))?)
-        }
-        (None, true) => None,
-    };
+    let claims =
+        match (args.one("claims")?, args.anonymous) {
+            (Some(_), true) => return Err(Usage("give --claims or --anonymous, not both".into())),
+            (None, false) => return Err(Usage(
+                "give the caller's claims (--claims '{\"sub\":\"alice\"}' or --claims @claims.json), or --anonymous"
+                    .into(),
+            )),
+            (Some(c), false) => {
+                let text = text_arg(c)?;
+                Some(serde_json::from_str::<Value>(&text).map_err(|e| Usage(format!("--claims is not JSON: {e}")))?)
+            }
+            (None, true) => None,
+        };
     let ask = Ask::new(claims, params_arg(args)?)?;
     let text = read_file(file)?;
     let policy = match load_policy(&text, revocable(cx)?, route) {
@@ -532,18 +564,28 @@ fn explain_text(v: &Value) -> String {
     } else {
         let g = &v["grant"];
         s.push_str("200 issued\n");
-        s.push_str(&format!("  clientId        {}\n", g["clientId"].as_str().map_or("(none)".to_owned(), |c| format!("{c:?}"))));
+        s.push_str(&format!(
+            "  clientId        {}\n",
+            g["clientId"].as_str().map_or("(none)".to_owned(), |c| format!("{c:?}"))
+        ));
         let ttl = g["ttlSeconds"].as_u64().unwrap_or(0);
         s.push_str(&format!("  ttl             {ttl} s ({})", duration_words(ttl)));
         if let Some(j) = g.get("ttlJitter") {
-            s.push_str(&format!(", minus up to {}% at random (down to {} s)", j["percent"], j["minSeconds"]));
+            s.push_str(&format!(
+                ", minus up to {}% at random (down to {} s)",
+                j["percent"], j["minSeconds"]
+            ));
         }
         s.push('\n');
         s.push_str("  capability\n");
         for (r, ops) in g["capability"].as_object().into_iter().flatten() {
             s.push_str(&format!("    {r:<28} {}\n", ops_list(ops)));
         }
-        for (title, key) in [("channel claims", "channelClaims"), ("room claims", "roomClaims"), ("rate limits /s", "rateLimits")] {
+        for (title, key) in [
+            ("channel claims", "channelClaims"),
+            ("room claims", "roomClaims"),
+            ("rate limits /s", "rateLimits"),
+        ] {
             if let Some(m) = g[key].as_object().filter(|m| !m.is_empty()) {
                 s.push_str(&format!("  {title}\n"));
                 for (r, val) in m {
@@ -598,11 +640,14 @@ fn ops_list(ops: &Value) -> String {
 fn policy_test(file: &str, cases_file: &str, args: &Args, cx: &Context<'_>) -> Result<Output, Usage> {
     args.allow_only(&["route", "now", "key-name"])?;
     let cases_text = read_file(cases_file)?;
-    let doc: Value =
-        serde_json::from_str(&cases_text).map_err(|e| Usage(format!("{cases_file}: not JSON: {e}")))?;
+    let doc: Value = serde_json::from_str(&cases_text).map_err(|e| Usage(format!("{cases_file}: not JSON: {e}")))?;
     let default_route = match route_arg(args)? {
         Some(r) => r,
-        None => doc["route"].as_str().map(parse_route).transpose()?.unwrap_or(Route::Jwt),
+        None => doc["route"]
+            .as_str()
+            .map(parse_route)
+            .transpose()?
+            .unwrap_or(Route::Jwt),
     };
     let cases = doc["cases"]
         .as_array()
@@ -615,7 +660,9 @@ fn policy_test(file: &str, cases_file: &str, args: &Args, cx: &Context<'_>) -> R
     let mut lines = String::new();
     let (mut passed, mut failed) = (0, 0);
     for (i, case) in cases.iter().enumerate() {
-        let name = case["name"].as_str().map_or_else(|| format!("case {}", i + 1), str::to_owned);
+        let name = case["name"]
+            .as_str()
+            .map_or_else(|| format!("case {}", i + 1), str::to_owned);
         let failures = match run_case(&text, revocable, default_route, case, now_ms, &key_name) {
             Ok(f) => f,
             Err(e) => return Err(Usage(format!("{cases_file}: case {:?}: {e}", name))),
@@ -642,7 +689,16 @@ fn policy_test(file: &str, cases_file: &str, args: &Args, cx: &Context<'_>) -> R
     })
 }
 
-const CASE_FIELDS: &[&str] = &["name", "claims", "anonymous", "sessionExpiresIn", "params", "route", "expect", "$comment"];
+const CASE_FIELDS: &[&str] = &[
+    "name",
+    "claims",
+    "anonymous",
+    "sessionExpiresIn",
+    "params",
+    "route",
+    "expect",
+    "$comment",
+];
 const EXPECT_FIELDS: &[&str] = &[
     "status",
     "code",
@@ -674,13 +730,23 @@ fn run_case(
 ) -> Result<Vec<String>, String> {
     let obj = case.as_object().ok_or("a case must be an object")?;
     if let Some(k) = obj.keys().find(|k| !CASE_FIELDS.contains(&k.as_str())) {
-        return Err(format!("unknown field {k:?}; the fields are {}", CASE_FIELDS.join(", ")));
+        return Err(format!(
+            "unknown field {k:?}; the fields are {}",
+            CASE_FIELDS.join(", ")
+        ));
     }
     let expect = case["expect"].as_object().ok_or("a case needs \"expect\": {...}")?;
     if let Some(k) = expect.keys().find(|k| !EXPECT_FIELDS.contains(&k.as_str())) {
-        return Err(format!("unknown expectation {k:?}; the expectations are {}", EXPECT_FIELDS.join(", ")));
+        return Err(format!(
+            "unknown expectation {k:?}; the expectations are {}",
+            EXPECT_FIELDS.join(", ")
+        ));
     }
-    let route = case["route"].as_str().map(parse_route).transpose()?.unwrap_or(default_route);
+    let route = case["route"]
+        .as_str()
+        .map(parse_route)
+        .transpose()?
+        .unwrap_or(default_route);
     let anonymous = case["anonymous"] == json!(true);
     let mut claims = match (&case["claims"], anonymous) {
         (Value::Null, true) => None,
@@ -727,7 +793,10 @@ fn compare(expect: &Map<String, Value>, got: &Value) -> Vec<String> {
     };
     let want_status = expect.get("status").and_then(Value::as_u64).unwrap_or(200);
     if status != want_status {
-        f.push(format!("expected status {want_status}, {}", if status == 200 { "got 200".to_owned() } else { refused() }));
+        f.push(format!(
+            "expected status {want_status}, {}",
+            if status == 200 { "got 200".to_owned() } else { refused() }
+        ));
         return f;
     }
     if let Some(code) = expect.get("code") {
@@ -741,7 +810,14 @@ fn compare(expect: &Map<String, Value>, got: &Value) -> Vec<String> {
         }
     }
     let g = &got["grant"];
-    for key in ["clientId", "revocationKey", "mayRevoke", "channelClaims", "roomClaims", "rateLimits"] {
+    for key in [
+        "clientId",
+        "revocationKey",
+        "mayRevoke",
+        "channelClaims",
+        "roomClaims",
+        "rateLimits",
+    ] {
         if let Some(want) = expect.get(key) {
             if g.is_null() {
                 f.push(format!("expected {key} {want}, but nothing was granted"));
@@ -767,7 +843,10 @@ fn compare(expect: &Map<String, Value>, got: &Value) -> Vec<String> {
                     .iter()
                     .all(|(r, ops)| covered.get(r).is_some_and(|g| ops.intersect(g) == ops));
                 if !all_in {
-                    f.push(format!("expected the capability to include {want}, got {}", g["capability"]));
+                    f.push(format!(
+                        "expected the capability to include {want}, got {}",
+                        g["capability"]
+                    ));
                 }
             }
             Err(e) => f.push(e),
@@ -799,7 +878,11 @@ fn compare(expect: &Map<String, Value>, got: &Value) -> Vec<String> {
             _ => (0, u64::MAX),
         };
         if min_ttl < lo || ttl > hi {
-            let got = if min_ttl == ttl { format!("{ttl}") } else { format!("{min_ttl}..{ttl}") };
+            let got = if min_ttl == ttl {
+                format!("{ttl}")
+            } else {
+                format!("{min_ttl}..{ttl}")
+            };
             f.push(format!("expected ttlSeconds {want}, got {got}"));
         }
     }
@@ -811,23 +894,42 @@ fn compare(expect: &Map<String, Value>, got: &Value) -> Vec<String> {
             }
         }
     }
-    for name in expect.get("claimsPresent").and_then(Value::as_array).into_iter().flatten() {
+    for name in expect
+        .get("claimsPresent")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let n = name.as_str().unwrap_or("");
         if claims.get(n).is_none() {
             f.push(format!("expected JWT claim {n:?}, which is absent"));
         }
     }
-    for name in expect.get("claimsAbsent").and_then(Value::as_array).into_iter().flatten() {
+    for name in expect
+        .get("claimsAbsent")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let n = name.as_str().unwrap_or("");
         if let Some(v) = claims.get(n) {
             f.push(format!("expected no JWT claim {n:?}, got {v}"));
         }
     }
     if let Some(want) = expect.get("dropped").and_then(Value::as_array) {
-        let entries: Vec<&Value> = got["dropped"].as_array().into_iter().flatten().map(|d| &d["entry"]).collect();
+        let entries: Vec<&Value> = got["dropped"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| &d["entry"])
+            .collect();
         let want_entries: Vec<&Value> = want.iter().collect();
         if entries != want_entries {
-            f.push(format!("expected dropped entries {}, got {}", json!(want_entries), json!(entries)));
+            f.push(format!(
+                "expected dropped entries {}, got {}",
+                json!(want_entries),
+                json!(entries)
+            ));
         }
     }
     f
@@ -901,7 +1003,9 @@ pub fn decode(token: &str, now_s: u64) -> Value {
     if parts.len() != 3 {
         return json!({"error": "not a JWT (three base64url parts separated by dots) nor a TokenRequest (JSON); an opaque Ably Token cannot be decoded"});
     }
-    let part = |p: &str| -> Option<Value> { serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok()?).ok() };
+    let part = |p: &str| -> Option<Value> {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok()?).ok()
+    };
     let (Some(header), Some(claims)) = (part(parts[0]), part(parts[1])) else {
         return json!({"error": "the JWT's header or claims are not base64url-encoded JSON"});
     };
@@ -909,7 +1013,11 @@ pub fn decode(token: &str, now_s: u64) -> Value {
     if let Some(c) = claims.get("x-ably-capability") {
         out["capability"] = capability_value(c.as_str());
     }
-    for (key, prefix) in [("channelClaims", "ably.channel."), ("roomClaims", "ably.room."), ("rateLimits", "ably.limits.publish.perAttachment.maxRate.")] {
+    for (key, prefix) in [
+        ("channelClaims", "ably.channel."),
+        ("roomClaims", "ably.room."),
+        ("rateLimits", "ably.limits.publish.perAttachment.maxRate."),
+    ] {
         let m: Map<String, Value> = claims
             .as_object()
             .into_iter()
@@ -1002,9 +1110,16 @@ fn dev_token(args: &Args, cx: &Context<'_>) -> Result<Output, Usage> {
     };
     let secret = match args.one("secret")? {
         Some(s) => s.to_owned(),
-        None => cx.env.var("CALLER_HS256_SECRET").or_else(dev_env_secret).ok_or_else(|| {
-            Usage("no secret: pass --secret, set CALLER_HS256_SECRET, or run from the repository root (dev/dev.env)".into())
-        })?,
+        None => cx
+            .env
+            .var("CALLER_HS256_SECRET")
+            .or_else(dev_env_secret)
+            .ok_or_else(|| {
+                Usage(
+                    "no secret: pass --secret, set CALLER_HS256_SECRET, or run from the repository root (dev/dev.env)"
+                        .into(),
+                )
+            })?,
     };
     let name = args.one("name")?.filter(|n| !n.is_empty()).unwrap_or(sub);
     let org = args.one("org")?.unwrap_or("acme");
@@ -1041,7 +1156,14 @@ mod tests {
 
     #[test]
     fn arguments_take_values_inline_or_next_and_refuse_unknown_options() {
-        let a = Args::parse(&["x".into(), "--route=jwt".into(), "--param".into(), "ttl=1".into(), "--json".into()]).unwrap();
+        let a = Args::parse(&[
+            "x".into(),
+            "--route=jwt".into(),
+            "--param".into(),
+            "ttl=1".into(),
+            "--json".into(),
+        ])
+        .unwrap();
         assert_eq!(a.positional, ["x"]);
         assert_eq!(a.one("route").unwrap(), Some("jwt"));
         assert_eq!(a.all("param"), ["ttl=1"]);

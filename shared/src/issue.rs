@@ -3,7 +3,6 @@
 
 use crate::ably_rest::AblyError;
 use crate::caller::Caller;
-use crate::policy::{Dropped, Policy};
 use crate::deps::Deps;
 use crate::error::IssueError;
 use crate::grant::Grant;
@@ -12,6 +11,7 @@ use crate::jwt::{self, JwtClaims};
 use crate::key::ApiKey;
 use crate::log::Who;
 use crate::params::{self, TokenHints};
+use crate::policy::{Dropped, Policy};
 use crate::route::TokenKind;
 use crate::token_request::{self, TokenRequest, Unsigned};
 use lambda_http::http::Method;
@@ -154,7 +154,7 @@ pub fn bound_to_session(policy: &Policy, mut grant: Grant, caller: &Caller, now_
 /// `ttlJitterPercent`: take up to `percent` % of the TTL off, `unit` ∈ [0, 1) of it, but
 /// never below 60 s (or the TTL itself when shorter). Only ever shortens.
 pub fn jittered_ttl_ms(ttl_ms: u64, percent: u64, unit: f64) -> u64 {
-    if percent == 0 || !(unit > 0.0) {
+    if percent == 0 || unit.is_nan() || unit <= 0.0 {
         return ttl_ms;
     }
     let cut = (ttl_ms as f64 * percent as f64 / 100.0 * unit.min(1.0)) as u64;
@@ -246,4 +246,109 @@ fn sign_token_request(grant: &Grant, key: &ApiKey, capability: &str, now_ms: u64
 fn ably_failure(kind: TokenKind, e: AblyError) -> IssueError {
     tracing::error!(route = kind.route().name(), ably_code = e.ably_code(), ably_error = %e, "Ably request failed");
     IssueError::from(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::caller::Claims;
+    use serde_json::json;
+
+    const NOW_MS: u64 = 1_700_000_000_000;
+
+    fn caller(claims: serde_json::Value) -> Caller {
+        Caller::Verified {
+            claims: serde_json::from_value::<Claims>(claims).unwrap(),
+            via: "test",
+        }
+    }
+
+    fn decide_ttl(policy: &str, claims: serde_json::Value, jitter: f64) -> Result<u64, IssueError> {
+        let p = Policy::from_json(policy, false).unwrap();
+        decide(
+            &p,
+            TokenKind::Jwt,
+            &caller(claims),
+            &TokenHints::default(),
+            NOW_MS,
+            "a.b",
+            jitter,
+            &mut Vec::new(),
+        )
+        .map(|g| g.ttl_ms)
+    }
+
+    const POLICY: &str = r#"{"clientId":"{sub}","capability":{"a":["subscribe"]},"ttlSeconds":3600}"#;
+
+    #[test]
+    fn a_token_never_outlives_the_callers_session() {
+        let exp = NOW_MS / 1000 + 120;
+        assert_eq!(decide_ttl(POLICY, json!({"sub": "a", "exp": exp}), 0.0), Ok(120_000));
+        assert_eq!(
+            decide_ttl(POLICY, json!({"sub": "a", "exp": exp.to_string()}), 0.0),
+            Ok(120_000),
+            "authorizer text"
+        );
+        assert_eq!(
+            decide_ttl(POLICY, json!({"sub": "a", "exp": exp + 7200}), 0.0),
+            Ok(3_600_000)
+        );
+        assert_eq!(
+            decide_ttl(POLICY, json!({"sub": "a"}), 0.0),
+            Ok(3_600_000),
+            "no exp: no bound"
+        );
+        let unbound = r#"{"clientId":"{sub}","capability":{"a":["subscribe"]},"boundToSession":false}"#;
+        assert_eq!(decide_ttl(unbound, json!({"sub": "a", "exp": exp}), 0.0), Ok(3_600_000));
+    }
+
+    #[test]
+    fn a_session_with_less_than_60_s_left_gets_401_saying_to_refresh_it() {
+        for left in [59i64, 1, 0, -30] {
+            let e = decide_ttl(POLICY, json!({"sub": "a", "exp": NOW_MS as i64 / 1000 + left}), 0.0).unwrap_err();
+            assert_eq!((e.status(), e.code()), (401, 40101), "{left}");
+            assert!(e.to_string().contains("refresh the session"), "{e}");
+        }
+        assert!(decide_ttl(POLICY, json!({"sub": "a", "exp": NOW_MS / 1000 + 60}), 0.0).is_ok());
+    }
+
+    #[test]
+    fn ttl_jitter_only_shortens_within_its_percentage_and_keeps_60_s() {
+        let jittery = r#"{"capability":{"a":["subscribe"]},"ttlSeconds":3600,"ttlJitterPercent":10}"#;
+        assert_eq!(decide_ttl(jittery, json!({}), 0.0), Ok(3_600_000));
+        assert_eq!(decide_ttl(jittery, json!({}), 0.5), Ok(3_420_000));
+        assert_eq!(decide_ttl(jittery, json!({}), 0.999_999), Ok(3_240_001));
+        assert_eq!(jittered_ttl_ms(62_000, 20, 0.99), 60_000, "never below 60 s");
+        assert_eq!(jittered_ttl_ms(30_000, 20, 0.99), 30_000, "a shorter TTL is kept");
+        for _ in 0..100 {
+            let u = random_unit();
+            assert!((0.0..1.0).contains(&u), "{u}");
+        }
+    }
+
+    #[test]
+    fn decide_refuses_a_jwt_over_8_kib_with_500_but_not_a_token_request() {
+        let p = Policy::from_json(
+            r#"{"capability":{"a:{sub}":["subscribe"],"b:{sub}":["subscribe"],"c:{sub}":["subscribe"],"d:{sub}":["subscribe"]}}"#,
+            false,
+        )
+        .unwrap();
+        let who = caller(json!({"sub": "s".repeat(1500)}));
+        let run = |kind| {
+            decide(
+                &p,
+                kind,
+                &who,
+                &TokenHints::default(),
+                NOW_MS,
+                "a.b",
+                0.0,
+                &mut Vec::new(),
+            )
+        };
+        let e = run(TokenKind::Jwt).unwrap_err();
+        assert_eq!((e.status(), e.code()), (500, 50000));
+        assert!(matches!(e, IssueError::TokenTooLarge { .. }), "{e}");
+        assert!(run(TokenKind::TokenRequest).is_ok());
+    }
 }

@@ -221,7 +221,10 @@ mod tests {
     #[test]
     fn room_claims_are_emitted_as_ably_room_claims_after_channel_claims() {
         let channel_claims = vec![("chat:*".to_owned(), "c".to_owned())];
-        let room_claims = vec![("*".to_owned(), "any".to_owned()), ("support:*".to_owned(), r#"{"tier":"x\"y"}"#.to_owned())];
+        let room_claims = vec![
+            ("*".to_owned(), "any".to_owned()),
+            ("support:*".to_owned(), r#"{"tier":"x\"y"}"#.to_owned()),
+        ];
         let claims = JwtClaims {
             issued_at_seconds: 10,
             expires_at_seconds: 70,

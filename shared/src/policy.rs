@@ -1080,4 +1080,108 @@ mod tests {
         let default_ttl = Policy::from_json(r#"{"capability":{"a":["subscribe"]}}"#, true).unwrap();
         assert_eq!(default_ttl.ttl_seconds(), 3600);
     }
+
+    #[test]
+    fn room_claims_template_and_escape_like_channel_claims_and_roles_override_them() {
+        let p = policy(json!({
+            "clientId": "{sub}",
+            "capability": {"support:*": ["publish", "subscribe"]},
+            "roomClaims": {"support:*": "{\"name\":\"{name}\"}", "support:{team}": "team"},
+            "roles": {"claim": "roles", "grants": {"agent": {"roomClaims": {"support:*": "agent"}}}}
+        }));
+        let g = p
+            .grant(&verified(json!({"sub": "alice", "name": "x\",\"admin\":\"1"})))
+            .unwrap();
+        assert_eq!(g.room_claims.len(), 1, "no team claim: that entry is dropped");
+        let v: serde_json::Value = serde_json::from_str(&g.room_claims[0].1).unwrap();
+        assert_eq!(v, json!({"name": "x\",\"admin\":\"1"}));
+        let g = p
+            .grant(&verified(
+                json!({"sub": "a", "name": "A", "team": "red", "roles": ["agent"]}),
+            ))
+            .unwrap();
+        assert_eq!(
+            g.room_claims,
+            vec![
+                ("support:*".to_owned(), "agent".to_owned()),
+                ("support:red".to_owned(), "team".to_owned())
+            ]
+        );
+        assert_eq!(
+            p.jwt_only_fields(),
+            ["roomClaims", "roles.grants[\"agent\"].roomClaims"]
+        );
+        let e = policy_err(json!({"anonymous": {"capability": {"p": ["subscribe"]}, "roomClaims": {"p": "{name}"}}}));
+        assert_eq!(e.field, "anonymous.roomClaims[\"p\"]");
+    }
+
+    #[test]
+    fn bound_to_session_defaults_to_true_and_ttl_jitter_is_at_most_20_percent() {
+        let base = json!({"capability": {"a": ["subscribe"]}});
+        assert!(policy(base.clone()).bound_to_session());
+        assert_eq!(policy(base.clone()).ttl_jitter_percent(), 0);
+        let p = policy(json!({"capability": {"a": ["subscribe"]}, "boundToSession": false, "ttlJitterPercent": 20}));
+        assert!(!p.bound_to_session());
+        assert_eq!(p.ttl_jitter_percent(), 20);
+        let e = policy_err(json!({"capability": {"a": ["subscribe"]}, "ttlJitterPercent": 21}));
+        assert_eq!(e.field, "ttlJitterPercent");
+        assert!(Policy::from_json(
+            r#"{"$schema":"../schema/policy.schema.json","capability":{"a":["subscribe"]}}"#,
+            false
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn dropped_entries_name_the_entry_as_written_and_why() {
+        let p = Policy::from_json(EXAMPLE, false).unwrap();
+        let mut dropped = Vec::new();
+        p.grant_traced(
+            &verified(json!({"sub": "alice", "name": "Al", "org": "a\nb"})),
+            &mut dropped,
+        )
+        .unwrap();
+        assert_eq!(dropped.len(), 1, "{dropped:?}");
+        assert_eq!(
+            (dropped[0].field.as_str(), dropped[0].entry.as_str()),
+            ("revocationKey", "{org}")
+        );
+        let p = policy(json!({"capability": {"org:{org}:*": ["subscribe"], "lobby": ["subscribe"]}}));
+        let mut dropped = Vec::new();
+        p.grant_traced(&verified(json!({"org": "a:b"})), &mut dropped).unwrap();
+        assert_eq!(dropped[0].entry, "org:{org}:*");
+        assert!(dropped[0].reason.contains("`org`"), "{dropped:?}");
+    }
+
+    #[test]
+    fn warnings_flag_claims_that_never_apply_idle_roles_unsafe_templates_and_chat_without_client_id() {
+        let p = policy(json!({
+            "capability": {"chat:*": ["subscribe"], "u:{iss}": ["publish"]},
+            "channelClaims": {"news:*": "x"},
+            "roomClaims": {"chat:*": "r"},
+            "ttlSeconds": 7200,
+            "roles": {"claim": "roles", "grants": {"idle": {"capability": {"chat:x": ["subscribe"]}}, "busy": {"mayRevoke": true}}}
+        }));
+        let w = p.warnings(Some(crate::route::Route::Jwt));
+        let fields: Vec<&str> = w.iter().map(|w| w.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "channelClaims[\"news:*\"]",
+                "roles.grants[\"idle\"]",
+                "capability[\"u:{iss}\"]",
+                "ttlSeconds",
+                "roomClaims"
+            ],
+            "{w:?}"
+        );
+        assert!(w[4].message.contains("clientId"), "{w:?}");
+        let quiet = Policy::from_json(include_str!("../../dev/policy-token-routes.json"), false).unwrap();
+        assert_eq!(quiet.warnings(None), []);
+        let dev = Policy::from_json(EXAMPLE, false).unwrap();
+        let w = dev.warnings(None);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].message.contains("/auth/token-request"), "{w:?}");
+        assert_eq!(dev.warnings(Some(crate::route::Route::Jwt)), []);
+    }
 }

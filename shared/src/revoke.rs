@@ -18,12 +18,12 @@ use crate::ably_rest::{AblyError, AblyRest, BatchResult, RevokeRequest, MAX_TARG
 use crate::caller::Caller;
 use crate::deps::Deps;
 use crate::error::{truncate_for_message, IssueError};
-use crate::http::Answer;
 use crate::grant::Grant;
-use crate::policy::Policy;
+use crate::http::Answer;
 use crate::key::ApiKey;
 use crate::log::Who;
 use crate::params;
+use crate::policy::Policy;
 use crate::route::Route;
 use lambda_http::http::Method;
 use lambda_http::Request;

@@ -89,7 +89,11 @@ fn ttl_range_ms(grant: &Value) -> (u64, u64) {
 fn agree(case: &str, route: Route, response: &lambda_http::Response<Body>, said: &Value, now_ms: u64) {
     let status = response.status().as_u16();
     let body = body_text(response);
-    assert_eq!(json!(status), said["status"], "{case}: status; service said {body}; explain said {said}");
+    assert_eq!(
+        json!(status),
+        said["status"],
+        "{case}: status; service said {body}; explain said {said}"
+    );
     if status != 200 {
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["error"]["code"], said["code"], "{case}: code");
@@ -107,7 +111,10 @@ fn agree(case: &str, route: Route, response: &lambda_http::Response<Body>, said:
             let iat = signed["iat"].as_u64().unwrap();
             assert_eq!(json!(iat), explained["iat"], "{case}: iat");
             let range = iat + lo / 1000..=iat + hi / 1000;
-            assert!(range.contains(&exp), "{case}: exp {exp} outside explain's range {range:?}");
+            assert!(
+                range.contains(&exp),
+                "{case}: exp {exp} outside explain's range {range:?}"
+            );
             if lo == hi {
                 assert_eq!(json!(exp), explained["exp"], "{case}: exp");
                 assert_eq!(json!(body.len()), said["jwt"]["bytes"], "{case}: JWT bytes");
@@ -142,7 +149,10 @@ fn caller_claims(u: &mut Unstructured<'_>, now_s: u64) -> Option<Map<String, Val
     }
     // The bearer verifier refuses a token whose `sub` is not a string (malformed).
     if claims.get("sub").is_some_and(|s| !s.is_string()) || u.ratio(1, 2).ok()? {
-        claims.insert("sub".into(), json!(["alice", "bob", "mo", "root"][u.choose_index(4).ok()?]));
+        claims.insert(
+            "sub".into(),
+            json!(["alice", "bob", "mo", "root"][u.choose_index(4).ok()?]),
+        );
     }
     // Often safe values for the claims the generated templates read, so that many grants issue.
     if u.ratio(1, 2).ok()? {
@@ -153,7 +163,10 @@ fn caller_claims(u: &mut Unstructured<'_>, now_s: u64) -> Option<Map<String, Val
         claims.insert("cognito:groups".into(), json!("admin"));
     }
     if u.ratio(1, 3).ok()? {
-        claims.insert("roles".into(), json!(["admin", "moderator", "x"][u.choose_index(3).ok()?]));
+        claims.insert(
+            "roles".into(),
+            json!(["admin", "moderator", "x"][u.choose_index(3).ok()?]),
+        );
     }
     let left = [7200, 7200, 3600, 3600, 600, 120, 75, 59, 20][u.choose_index(9).ok()?];
     claims.insert("exp".into(), json!(now_s + left));
@@ -185,10 +198,14 @@ fn bytes(seed: u64, len: usize) -> Vec<u8> {
 /// The corpus: the repository's policies, then generated ones that start-up accepts.
 fn policies() -> Vec<String> {
     let root = integration_tests::root();
-    let mut out: Vec<String> = ["dev/policy.json", "dev/policy-token-routes.json", "examples/policies/chat.json"]
-        .iter()
-        .map(|f| std::fs::read_to_string(root.join(f)).unwrap())
-        .collect();
+    let mut out: Vec<String> = [
+        "dev/policy.json",
+        "dev/policy-token-routes.json",
+        "examples/policies/chat.json",
+    ]
+    .iter()
+    .map(|f| std::fs::read_to_string(root.join(f)).unwrap())
+    .collect();
     let mut seed = 1u64;
     while out.len() < 160 && seed < 40_000 {
         seed += 1;
@@ -206,7 +223,10 @@ fn policies() -> Vec<String> {
 
 #[test]
 fn explain_agrees_with_what_the_service_answers_and_signs() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     let now_ms = integration_tests::now_seconds() * 1000 + 250;
     let now_s = now_ms / 1000;
     let corpus = policies();
@@ -227,7 +247,9 @@ fn explain_agrees_with_what_the_service_answers_and_signs() {
             if c < 4 && claims.is_none() {
                 continue;
             }
-            let token = claims.as_ref().map(|m| integration_tests::caller_token(&Value::Object(m.clone()), harness::CALLER_SECRET));
+            let token = claims
+                .as_ref()
+                .map(|m| integration_tests::caller_token(&Value::Object(m.clone()), harness::CALLER_SECRET));
             // Explain is given the claims the verifier reads: the token's payload, parsed.
             let claims: Option<Map<String, Value>> = token.as_deref().map(|t| match jwt_claims(t) {
                 Value::Object(m) => m,
@@ -255,6 +277,12 @@ fn explain_agrees_with_what_the_service_answers_and_signs() {
             }
         }
     }
-    println!("{} policies, {cases} cases: {issued} issued, {refused} refused; by code {codes:?}", corpus.len());
-    assert!(cases > 5_000 && issued > 800 && refused > 800, "{cases} cases, {issued} issued, {refused} refused");
+    println!(
+        "{} policies, {cases} cases: {issued} issued, {refused} refused; by code {codes:?}",
+        corpus.len()
+    );
+    assert!(
+        cases > 5_000 && issued > 800 && refused > 800,
+        "{cases} cases, {issued} issued, {refused} refused"
+    );
 }

@@ -146,10 +146,25 @@ mod tests {
 
     #[test]
     fn expiry_from_a_number_or_the_authorizers_decimal_text() {
-        assert_eq!(claims(json!({"exp": 1_700_000_000})).expires_at_seconds(), Some(1_700_000_000));
-        assert_eq!(claims(json!({"exp": 1_700_000_000.5})).expires_at_seconds(), Some(1_700_000_000));
-        assert_eq!(claims(json!({"exp": "1700000000"})).expires_at_seconds(), Some(1_700_000_000));
-        for none in [json!({}), json!({"exp": -5}), json!({"exp": "soon"}), json!({"exp": null}), json!({"exp": [1]})] {
+        assert_eq!(
+            claims(json!({"exp": 1_700_000_000})).expires_at_seconds(),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            claims(json!({"exp": 1_700_000_000.5})).expires_at_seconds(),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            claims(json!({"exp": "1700000000"})).expires_at_seconds(),
+            Some(1_700_000_000)
+        );
+        for none in [
+            json!({}),
+            json!({"exp": -5}),
+            json!({"exp": "soon"}),
+            json!({"exp": null}),
+            json!({"exp": [1]}),
+        ] {
             assert_eq!(claims(none.clone()).expires_at_seconds(), None, "{none}");
         }
     }

@@ -42,7 +42,13 @@ fn stand_in(template: &Template) -> String {
     template.sample_with(|name| {
         let safe: String = name
             .chars()
-            .map(|c| if matches!(c, '*' | ':' | '[' | ']' | ',') { '_' } else { c })
+            .map(|c| {
+                if matches!(c, '*' | ':' | '[' | ']' | ',') {
+                    '_'
+                } else {
+                    c
+                }
+            })
             .collect();
         format!("\u{2039}{safe}\u{203a}")
     })
