@@ -56,14 +56,14 @@ $(NPM_STAMP): $(E2E_DIR)/package.json $(E2E_DIR)/package-lock.json
 dev: tools-py ## serve the functions on http://127.0.0.1:9000 (PORT=...) under cargo lambda watch, dev settings
 	$(PYTHON) scripts/dev.py --port $(PORT) --env-file $(DEV_ENV)
 
-dev-token: tools-py ## print a dev caller token: make dev-token SUB=alice [ROLES=moderator] [NAME=Alice] [ORG=acme] [TTL=3600]
+dev-token: ## print a dev caller token: make dev-token SUB=alice [ROLES=moderator] [NAME=Alice] [ORG=acme] [TTL=3600]
 	@test -n "$(SUB)" || { echo 'usage: make dev-token SUB=alice [ROLES=moderator] [NAME=Alice] [ORG=acme] [TTL=3600]' >&2; exit 2; }
-	@$(PYTHON) scripts/dev_token.py --sub '$(SUB)' --roles '$(ROLES)' --name '$(NAME)' --org '$(ORG)' --ttl '$(TTL)'
+	@cargo run -q -p ably-auth -- dev-token --sub '$(SUB)' --roles '$(ROLES)' --name '$(NAME)' --org '$(ORG)' --ttl '$(TTL)'
 
 # ---------------------------------------------------------------- checks and tests
 # `make test` runs each step below in order; add a step by appending a target to TEST_STEPS.
 
-TEST_STEPS := fmt-check clippy test-unit fuzz-regressions test-e2e lint-template test-template test-emulator perf-smoke browser-test
+TEST_STEPS := fmt-check clippy test-unit fuzz-regressions test-e2e lint-template test-template test-emulator perf-smoke browser-test test-cli policy-test
 
 .PHONY: test check fmt-check clippy test-unit test-e2e fmt
 test: ## everything CI runs: fmt, clippy, unit + integration tests, end-to-end tests
@@ -111,10 +111,24 @@ BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.package-lock.stamp
 CHROMIUM := /usr/bin/chromium
 DEMO_PORT ?= 8080
 
+# ---------------------------------------------------------------- the ably-auth CLI (README, "Policy as code")
+
+ABLY_AUTH := $${CARGO_TARGET_DIR:-target}/release/ably-auth
+POLICY ?= dev/policy.json
+CASES ?= examples/policy-tests/dev-policy.cases.json
+
+.PHONY: test-cli policy-test
+test-cli: release ## the ably-auth CLI end to end, on its release binary
+	ABLY_AUTH_BIN=$(ABLY_AUTH) cargo test -p ably-auth --test cli
+
+policy-test: release ## check a policy and run its cases with the release CLI: make policy-test [POLICY=...] [CASES=...]
+	$(ABLY_AUTH) policy check $(POLICY) --route jwt
+	$(ABLY_AUTH) policy test $(POLICY) $(CASES)
+
 .PHONY: release invoke lint-template test-template test-emulator sam-build deploy browser-test demo tools-browser
 
-release: ## cargo build --release of every function binary (target/release/<function>)
-	cargo build --release $(addprefix -p ,$(FUNCTIONS))
+release: ## cargo build --release of every function binary and the ably-auth CLI (target/release/<name>)
+	cargo build --release $(addprefix -p ,$(FUNCTIONS)) -p ably-auth
 
 invoke: release tools-py ## run a release binary under the Lambda emulator: make invoke FN=issue-jwt EVENT=events/jwt-get-valid-caller.json
 	$(PYTHON) scripts/invoke.py $(FN) $(EVENT)

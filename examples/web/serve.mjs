@@ -52,7 +52,8 @@ const b64url = (data) => Buffer.from(data).toString('base64url');
 /** An HS256 session token, as the app's backend would sign it. */
 export function sessionToken({ sub, name, org = 'acme', roles = [], expired = false }, secret, now = Math.floor(Date.now() / 1000)) {
   const iat = expired ? now - 7200 : now;
-  const exp = expired ? now - 3600 : now + 3600;
+  // A session longer than the policy's token TTL: tokens are bound to the session (boundToSession).
+  const exp = expired ? now - 3600 : now + 8 * 3600;
   const claims = { sub, name: name || sub.charAt(0).toUpperCase() + sub.slice(1), org, roles, iat, exp };
   const input = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}`;
   const signature = createHmac('sha256', secret).update(input).digest('base64url');

@@ -348,7 +348,7 @@ fn uri_query(s: &str) -> String {
     out
 }
 
-fn form_encode(pairs: &[(String, String)]) -> String {
+pub fn form_encode(pairs: &[(String, String)]) -> String {
     let enc = |s: &str| {
         let mut out = String::new();
         for b in s.bytes() {
@@ -367,7 +367,7 @@ fn form_encode(pairs: &[(String, String)]) -> String {
         .join("&")
 }
 
-fn param_name(u: &mut Unstructured<'_>) -> AResult<String> {
+pub fn param_name(u: &mut Unstructured<'_>) -> AResult<String> {
     Ok(match u.int_in_range(0..=8)? {
         0 => "clientId".to_owned(),
         1 => "client_id".to_owned(),
@@ -390,7 +390,7 @@ fn param_name(u: &mut Unstructured<'_>) -> AResult<String> {
     })
 }
 
-fn param_value(u: &mut Unstructured<'_>, name: &str) -> AResult<String> {
+pub fn param_value(u: &mut Unstructured<'_>, name: &str) -> AResult<String> {
     Ok(match (name, u.int_in_range(0..=3)?) {
         ("capability", 0..=2) => capability_text(u)?,
         ("ttl", 0) => u.arbitrary::<u64>()?.to_string(),
@@ -752,7 +752,7 @@ fn ttl_value(u: &mut Unstructured<'_>) -> AResult<Option<Value>> {
     })
 }
 
-fn policy_doc(u: &mut Unstructured<'_>) -> AResult<Value> {
+pub fn policy_doc(u: &mut Unstructured<'_>) -> AResult<Value> {
     let mut doc = Map::new();
     match u.int_in_range(0..=5)? {
         0 => {}
@@ -806,6 +806,42 @@ fn policy_doc(u: &mut Unstructured<'_>) -> AResult<Value> {
     if u.ratio(1, 16)? {
         doc.insert(text(u, 2)?, json!(1));
     }
+    // Added last, so that the committed inputs still build the documents they were found with.
+    if u.ratio(1, 4)? {
+        let mut rooms = Map::new();
+        for _ in 0..u.int_in_range(0..=2)? {
+            let value = match u.int_in_range(0..=2)? {
+                0 => r#"{"name":"{name}"}"#.to_owned(),
+                1 => template(u, false)?,
+                _ => "agent".to_owned(),
+            };
+            rooms.insert(template(u, true)?, Value::String(value));
+        }
+        let target = match u.int_in_range(0..=3)? {
+            0 => doc
+                .get_mut("roles")
+                .and_then(|r| r.get_mut("grants"))
+                .and_then(Value::as_object_mut)
+                .and_then(|g| g.values_mut().next()),
+            1 => doc.get_mut("anonymous"),
+            _ => None,
+        };
+        match target.and_then(Value::as_object_mut) {
+            Some(g) => g.insert("roomClaims".into(), Value::Object(rooms)),
+            None => doc.insert("roomClaims".into(), Value::Object(rooms)),
+        };
+    }
+    if u.ratio(1, 4)? {
+        doc.insert("boundToSession".into(), json!(u.arbitrary::<bool>()?));
+    }
+    if u.ratio(1, 4)? {
+        let pct = match u.int_in_range(0..=3)? {
+            0 => json!(21),
+            1 => json!(-1),
+            _ => json!(u.int_in_range(0..=20)?),
+        };
+        doc.insert("ttlJitterPercent".into(), pct);
+    }
     Ok(Value::Object(doc))
 }
 
@@ -834,7 +870,7 @@ fn claim_value(u: &mut Unstructured<'_>) -> AResult<Value> {
     })
 }
 
-fn claims(u: &mut Unstructured<'_>) -> AResult<Map<String, Value>> {
+pub fn claims(u: &mut Unstructured<'_>) -> AResult<Map<String, Value>> {
     let mut map = Map::new();
     for _ in 0..u.int_in_range(0..=6)? {
         let name = if u.ratio(1, 8)? {
@@ -988,6 +1024,13 @@ fn check_grant(doc: &Value, revocable: bool, caller: &Caller, grant: &shared::gr
                 "channel claim {v:?} changed shape"
             );
         }
+    }
+    let rooms = doc_templates(doc, "roomClaims");
+    for (r, _) in &grant.room_claims {
+        assert!(
+            rooms.iter().any(|(t, _)| matches_template(t, r)),
+            "room claim on {r:?} from no template"
+        );
     }
     let limits = doc_templates(doc, "rateLimits");
     for (r, rate) in &grant.rate_limits {
@@ -1384,7 +1427,7 @@ pub fn caller_token(data: &[u8]) {
 // Target `request`
 
 /// A key source that answers one fixed key (the fake of `shared::key_source::KeySource`).
-struct FakeKeys(Arc<ApiKey>);
+pub struct FakeKeys(pub Arc<ApiKey>);
 
 impl KeySource for FakeKeys {
     fn current(&self) -> BoxFuture<'_, Result<Arc<ApiKey>, KeySourceError>> {
@@ -1393,7 +1436,7 @@ impl KeySource for FakeKeys {
 }
 
 /// Ably that always answers: TokenDetails for a TokenRequest, success for every target.
-struct FakeAbly;
+pub struct FakeAbly;
 
 impl AblyRest for FakeAbly {
     fn request_token<'a>(&'a self, sign: &'a SignTokenRequest<'a>) -> BoxFuture<'a, Result<TokenDetails, AblyError>> {

@@ -46,6 +46,7 @@ fn claims<'a>(channel_claims: &'a [(String, String)], rate_limits: &'a [(String,
         client_id: Some("alice"),
         revocation_key: Some("acme"),
         channel_claims,
+        room_claims: &[],
         rate_limits,
     }
 }

@@ -42,6 +42,7 @@ fn mint(c: &mut Criterion) {
         client_id: Some("alice"),
         revocation_key: Some("acme"),
         channel_claims: &[("chat:*".to_owned(), r#"{"name":"Alice"}"#.to_owned())],
+        room_claims: &[],
         rate_limits: &[("chat:*".to_owned(), 5.0)],
     };
     c.bench_function("jwt_mint", |b| {

@@ -18,6 +18,8 @@ pub struct Grant {
     pub capability: Capability,
     /// `ably.channel.<resource>` claims, sorted by resource.
     pub channel_claims: Vec<(String, String)>,
+    /// `ably.room.<room>` claims (Ably Chat's per-room user claims), sorted by room.
+    pub room_claims: Vec<(String, String)>,
     /// Per-connection publish rate limits (messages/s), sorted by resource.
     pub rate_limits: Vec<(String, f64)>,
     pub ttl_ms: u64,
@@ -81,6 +83,7 @@ mod tests {
             client_id: Some("alice".into()),
             capability,
             channel_claims: vec![],
+            room_claims: vec![],
             rate_limits: vec![],
             ttl_ms: 3_600_000,
             revocation_key: None,

@@ -30,6 +30,8 @@ pub struct JwtClaims<'a> {
     pub revocation_key: Option<&'a str>,
     /// `ably.channel.<resource>` → value (sorted by resource).
     pub channel_claims: &'a [(String, String)],
+    /// `ably.room.<room>` → value (sorted by room): Ably Chat's per-room user claims.
+    pub room_claims: &'a [(String, String)],
     /// `ably.limits.publish.perAttachment.maxRate.<resource>` → messages per second.
     pub rate_limits: &'a [(String, f64)],
 }
@@ -45,6 +47,7 @@ impl<'a> JwtClaims<'a> {
             client_id: grant.client_id.as_deref(),
             revocation_key: grant.revocation_key.as_deref(),
             channel_claims: &grant.channel_claims,
+            room_claims: &grant.room_claims,
             rate_limits: &grant.rate_limits,
         }
     }
@@ -74,13 +77,23 @@ pub fn mint(key: &ApiKey, claims: &JwtClaims<'_>) -> Result<String, JwtError> {
 
 /// The length [`mint`] would give these claims, without signing (it may exceed the limit).
 pub fn encoded_len(key: &ApiKey, claims: &JwtClaims<'_>) -> usize {
-    jws_len(header_json(key).len(), payload_json(claims).len())
+    encoded_len_for(key.name(), claims)
+}
+
+/// [`encoded_len`] for a key named `key_name` (the JWT's length depends on nothing secret).
+pub fn encoded_len_for(key_name: &str, claims: &JwtClaims<'_>) -> usize {
+    jws_len(header_json_for(key_name).len(), payload_json(claims).len())
 }
 
 fn header_json(key: &ApiKey) -> String {
-    let mut header = String::with_capacity(48 + key.name().len());
+    header_json_for(key.name())
+}
+
+/// The JWT header for a key named `key_name`, in the fixed order.
+pub fn header_json_for(key_name: &str) -> String {
+    let mut header = String::with_capacity(48 + key_name.len());
     header.push_str(r#"{"typ":"JWT","alg":"HS256","kid":"#);
-    json::push_string(&mut header, key.name());
+    json::push_string(&mut header, key_name);
     header.push('}');
     header
 }
@@ -110,6 +123,12 @@ pub fn payload_json(claims: &JwtClaims<'_>) -> String {
     for (resource, value) in claims.channel_claims {
         p.push(',');
         push_json_string_prefixed(&mut p, "ably.channel.", resource);
+        p.push(':');
+        json::push_string(&mut p, value);
+    }
+    for (room, value) in claims.room_claims {
+        p.push(',');
+        push_json_string_prefixed(&mut p, "ably.room.", room);
         p.push(':');
         json::push_string(&mut p, value);
     }
@@ -160,6 +179,7 @@ mod tests {
             client_id: Some("user-123"),
             revocation_key: None,
             channel_claims: &[],
+            room_claims: &[],
             rate_limits: &[],
         };
         assert_eq!(
@@ -187,6 +207,7 @@ mod tests {
             client_id: None,
             revocation_key: Some("org-1"),
             channel_claims: &channel_claims,
+            room_claims: &[],
             rate_limits: &rate_limits,
         };
         let v: serde_json::Value = serde_json::from_str(&payload_json(&claims)).unwrap();
@@ -195,6 +216,30 @@ mod tests {
         assert_eq!(v["ably.limits.publish.perAttachment.maxRate.chat:*"], 5);
         assert_eq!(v["ably.limits.publish.perAttachment.maxRate.news"], 0.1);
         assert!(v.get("x-ably-clientId").is_none());
+    }
+
+    #[test]
+    fn room_claims_are_emitted_as_ably_room_claims_after_channel_claims() {
+        let channel_claims = vec![("chat:*".to_owned(), "c".to_owned())];
+        let room_claims = vec![
+            ("*".to_owned(), "any".to_owned()),
+            ("support:*".to_owned(), r#"{"tier":"x\"y"}"#.to_owned()),
+        ];
+        let claims = JwtClaims {
+            issued_at_seconds: 10,
+            expires_at_seconds: 70,
+            capability: "{}",
+            client_id: Some("alice"),
+            revocation_key: None,
+            channel_claims: &channel_claims,
+            room_claims: &room_claims,
+            rate_limits: &[],
+        };
+        let payload = payload_json(&claims);
+        let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+        assert_eq!(v["ably.room.*"], "any");
+        assert_eq!(v["ably.room.support:*"], r#"{"tier":"x\"y"}"#);
+        assert!(payload.find("ably.channel.").unwrap() < payload.find("ably.room.").unwrap());
     }
 
     #[test]
@@ -207,6 +252,7 @@ mod tests {
             client_id: None,
             revocation_key: None,
             channel_claims: &big,
+            room_claims: &[],
             rate_limits: &[],
         };
         match mint(&key(), &claims) {
@@ -227,6 +273,7 @@ mod tests {
             client_id: Some("c"),
             revocation_key: None,
             channel_claims: &[],
+            room_claims: &[],
             rate_limits: &[],
         };
         let token = mint(&key(), &claims).unwrap();

@@ -34,6 +34,9 @@ pub use crate::limits::{
 
 pub use crate::env::PolicyError;
 
+mod lint;
+pub use lint::Warning;
+
 fn err(field: impl Into<String>, message: impl Into<String>) -> PolicyError {
     PolicyError {
         field: field.into(),
@@ -55,6 +58,8 @@ enum Part {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
     parts: Vec<Part>,
+    /// The text as written in the policy (for diagnostics: `ably-auth policy explain`).
+    source: String,
 }
 
 /// Why a template could not be rendered for a caller.
@@ -100,7 +105,15 @@ impl Template {
         if !literal.is_empty() {
             parts.push(Part::Literal(literal));
         }
-        Template { parts }
+        Template {
+            parts,
+            source: text.to_owned(),
+        }
+    }
+
+    /// The template as written in the policy.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     pub fn has_placeholders(&self) -> bool {
@@ -115,12 +128,23 @@ impl Template {
     }
 
     /// The template with every placeholder replaced by `sample` (for start-up validation).
-    fn sample(&self, sample: &str) -> String {
+    pub(crate) fn sample(&self, sample: &str) -> String {
         self.parts
             .iter()
             .map(|p| match p {
                 Part::Literal(l) => l.as_str(),
                 Part::Claim(_) => sample,
+            })
+            .collect()
+    }
+
+    /// The template with each placeholder replaced by `sample(claim name)`.
+    pub(crate) fn sample_with(&self, sample: impl Fn(&str) -> String) -> String {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Literal(l) => l.clone(),
+                Part::Claim(c) => sample(c),
             })
             .collect()
     }
@@ -182,6 +206,10 @@ impl Template {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct PolicyDoc {
+    /// The JSON Schema the document names for editors (`schema/policy.schema.json`); ignored.
+    #[serde(rename = "$schema")]
+    #[allow(dead_code)]
+    schema: Option<String>,
     client_id: Option<String>,
     ttl_seconds: Option<u64>,
     #[serde(default)]
@@ -189,8 +217,12 @@ struct PolicyDoc {
     #[serde(default)]
     channel_claims: BTreeMap<String, String>,
     #[serde(default)]
+    room_claims: BTreeMap<String, String>,
+    #[serde(default)]
     rate_limits: BTreeMap<String, f64>,
     revocation_key: Option<String>,
+    bound_to_session: Option<bool>,
+    ttl_jitter_percent: Option<u64>,
     roles: Option<RolesDoc>,
     anonymous: Option<GrantDoc>,
 }
@@ -210,19 +242,55 @@ struct GrantDoc {
     #[serde(default)]
     channel_claims: BTreeMap<String, String>,
     #[serde(default)]
+    room_claims: BTreeMap<String, String>,
+    #[serde(default)]
     rate_limits: BTreeMap<String, f64>,
     ttl_seconds: Option<u64>,
     #[serde(default)]
     may_revoke: bool,
 }
 
-/// Resource template → operations, or → a channel-claim value, or → a rate.
+/// Resource template → operations, or → a channel- or room-claim value, or → a rate.
 #[derive(Debug, Clone, Default)]
 struct Rules {
+    /// Where these rules are in the document (`""`, `roles.grants["m"].`, `anonymous.`).
+    path: String,
     capability: Vec<(Template, Ops)>,
     channel_claims: Vec<(Template, Template)>,
+    room_claims: Vec<(Template, Template)>,
     rate_limits: Vec<(Template, f64)>,
 }
+
+/// A policy entry left out of one caller's grant because a claim it substitutes is
+/// missing or unsafe (what `ably-auth policy explain` lists as `dropped`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    /// The field path of the section: `capability`, `roles.grants["moderator"].roomClaims`,
+    /// `revocationKey`.
+    pub field: String,
+    /// The entry as written in the policy, e.g. `org:{org}:*`.
+    pub entry: String,
+    pub reason: String,
+}
+
+impl Dropped {
+    fn new(field: String, entry: &Template, e: &RenderError) -> Dropped {
+        let reason = match e {
+            RenderError::Missing(c) => format!("the caller has no `{c}` claim (or it is an object, a list or null)"),
+            RenderError::Unsafe(c) => format!(
+                "the caller's `{c}` claim is empty or holds * : [ ] , or a control character, which could widen the resource"
+            ),
+        };
+        Dropped {
+            field,
+            entry: entry.source().to_owned(),
+            reason,
+        }
+    }
+}
+
+/// Most jitter a policy may ask for (`ttlJitterPercent`).
+pub const MAX_TTL_JITTER_PERCENT: u64 = 20;
 
 #[derive(Debug, Clone)]
 struct RoleGrant {
@@ -236,21 +304,30 @@ struct RoleGrant {
 pub struct Policy {
     client_id: Option<Template>,
     ttl_seconds: u64,
+    bound_to_session: bool,
+    ttl_jitter_percent: u64,
+    revocable: bool,
     rules: Rules,
     revocation_key: Option<Template>,
     role_claim: Option<String>,
     roles: BTreeMap<String, RoleGrant>,
     anonymous: Option<Grant>,
+    /// The anonymous grant's rules as written (for `ably-auth policy check`).
+    anonymous_rules: Option<Rules>,
 }
 
 fn parse_rules(
     path: &str,
     capability: BTreeMap<String, serde_json::Value>,
     channel_claims: BTreeMap<String, String>,
+    room_claims: BTreeMap<String, String>,
     rate_limits: BTreeMap<String, f64>,
     allow_templates: bool,
 ) -> Result<Rules, PolicyError> {
-    let mut rules = Rules::default();
+    let mut rules = Rules {
+        path: path.to_owned(),
+        ..Rules::default()
+    };
     let check_resource = |section: &str, resource: &str| -> Result<Template, PolicyError> {
         let field = format!("{path}{section}[{resource:?}]");
         let t = Template::parse(resource);
@@ -276,16 +353,21 @@ fn parse_rules(
         let ops = Ops::parse(&names).map_err(|e| err(&field, e.to_string()))?;
         rules.capability.push((t, ops));
     }
-    for (resource, value) in channel_claims {
-        let t = check_resource("channelClaims", &resource)?;
-        let v = Template::parse(&value);
-        if v.has_placeholders() && !allow_templates {
-            return Err(err(
-                format!("{path}channelClaims[{resource:?}]"),
-                "placeholders like {claim} cannot be used here: an anonymous caller has no claims",
-            ));
+    for (section, entries) in [("channelClaims", channel_claims), ("roomClaims", room_claims)] {
+        for (resource, value) in entries {
+            let t = check_resource(section, &resource)?;
+            let v = Template::parse(&value);
+            if v.has_placeholders() && !allow_templates {
+                return Err(err(
+                    format!("{path}{section}[{resource:?}]"),
+                    "placeholders like {claim} cannot be used here: an anonymous caller has no claims",
+                ));
+            }
+            match section {
+                "channelClaims" => rules.channel_claims.push((t, v)),
+                _ => rules.room_claims.push((t, v)),
+            }
         }
-        rules.channel_claims.push((t, v));
     }
     for (resource, rate) in rate_limits {
         let t = check_resource("rateLimits", &resource)?;
@@ -326,7 +408,7 @@ impl Policy {
         let doc: PolicyDoc = serde_json::from_str(text).map_err(|e| {
             err(
                 format!("line {} column {}", e.line(), e.column()),
-                format!("{e}; the fields are clientId, ttlSeconds, capability, channelClaims, rateLimits, revocationKey, roles, anonymous"),
+                format!("{e}; the fields are clientId, ttlSeconds, capability, channelClaims, roomClaims, rateLimits, revocationKey, boundToSession, ttlJitterPercent, roles, anonymous"),
             )
         })?;
         let max_ttl = if revocable {
@@ -351,7 +433,21 @@ impl Policy {
             doc.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS.min(max_ttl)),
             max_ttl,
         )?;
-        let rules = parse_rules("", doc.capability, doc.channel_claims, doc.rate_limits, true)?;
+        let ttl_jitter_percent = doc.ttl_jitter_percent.unwrap_or(0);
+        if ttl_jitter_percent > MAX_TTL_JITTER_PERCENT {
+            return Err(err(
+                "ttlJitterPercent",
+                format!("{ttl_jitter_percent} is too much: use 0 to {MAX_TTL_JITTER_PERCENT} (percent of the TTL taken off at random, so that clients that connected together renew at different times)"),
+            ));
+        }
+        let rules = parse_rules(
+            "",
+            doc.capability,
+            doc.channel_claims,
+            doc.room_claims,
+            doc.rate_limits,
+            true,
+        )?;
         let revocation_key = doc.revocation_key.map(|r| Template::parse(&r));
         if let Some(r) = &revocation_key {
             if r.sample("x").is_empty() {
@@ -374,7 +470,14 @@ impl Policy {
                     .ttl_seconds
                     .map(|t| check_ttl(&format!("{path}ttlSeconds"), t, max_ttl))
                     .transpose()?;
-                let rules = parse_rules(&path, g.capability, g.channel_claims, g.rate_limits, true)?;
+                let rules = parse_rules(
+                    &path,
+                    g.capability,
+                    g.channel_claims,
+                    g.room_claims,
+                    g.rate_limits,
+                    true,
+                )?;
                 roles.insert(
                     name,
                     RoleGrant {
@@ -387,19 +490,26 @@ impl Policy {
             role_claim = Some(doc_roles.claim);
         }
 
-        let anonymous = match doc.anonymous {
-            None => None,
+        let (anonymous, anonymous_rules) = match doc.anonymous {
+            None => (None, None),
             Some(g) => {
                 if g.may_revoke {
                     return Err(err("anonymous.mayRevoke", "anonymous callers can never revoke tokens"));
                 }
                 let ttl = check_ttl("anonymous.ttlSeconds", g.ttl_seconds.unwrap_or(ttl_seconds), max_ttl)?;
-                let rules = parse_rules("anonymous.", g.capability, g.channel_claims, g.rate_limits, false)?;
-                let grant = evaluate_rules(&rules, None, ttl);
+                let rules = parse_rules(
+                    "anonymous.",
+                    g.capability,
+                    g.channel_claims,
+                    g.room_claims,
+                    g.rate_limits,
+                    false,
+                )?;
+                let grant = evaluate_rules(&rules, None, ttl, &mut Vec::new());
                 if grant.capability.is_empty() {
                     return Err(err("anonymous.capability", "an anonymous grant needs at least one capability entry; remove `anonymous` to refuse callers without credentials"));
                 }
-                Some(grant)
+                (Some(grant), Some(rules))
             }
         };
 
@@ -410,29 +520,42 @@ impl Policy {
         Ok(Policy {
             client_id,
             ttl_seconds,
+            bound_to_session: doc.bound_to_session.unwrap_or(true),
+            ttl_jitter_percent,
+            revocable,
             rules,
             revocation_key,
             role_claim,
             roles,
             anonymous,
+            anonymous_rules,
         })
     }
 
-    /// Where the policy can grant what only Ably JWTs carry: `channelClaims`, `rateLimits`
-    /// and `revocationKey` entries, as field paths (`channelClaims`,
+    /// Where the policy can grant what only Ably JWTs carry: `channelClaims`, `roomClaims`,
+    /// `rateLimits` and `revocationKey` entries, as field paths (`channelClaims`,
     /// `roles.grants["moderator"].rateLimits`, `anonymous.channelClaims`, `revocationKey`),
     /// in document order. Empty: the policy suits every route.
     pub fn jwt_only_fields(&self) -> Vec<String> {
-        fn push(fields: &mut Vec<String>, path: &str, rules_of: (bool, bool)) {
-            let (channel_claims, rate_limits) = rules_of;
+        fn push(fields: &mut Vec<String>, path: &str, rules_of: (bool, bool, bool)) {
+            let (channel_claims, room_claims, rate_limits) = rules_of;
             if channel_claims {
                 fields.push(format!("{path}channelClaims"));
+            }
+            if room_claims {
+                fields.push(format!("{path}roomClaims"));
             }
             if rate_limits {
                 fields.push(format!("{path}rateLimits"));
             }
         }
-        let of = |r: &Rules| (!r.channel_claims.is_empty(), !r.rate_limits.is_empty());
+        let of = |r: &Rules| {
+            (
+                !r.channel_claims.is_empty(),
+                !r.room_claims.is_empty(),
+                !r.rate_limits.is_empty(),
+            )
+        };
         let mut fields = Vec::new();
         push(&mut fields, "", of(&self.rules));
         if self.revocation_key.is_some() {
@@ -442,7 +565,11 @@ impl Policy {
             push(&mut fields, &format!("roles.grants[{name:?}]."), of(&role.rules));
         }
         if let Some(g) = &self.anonymous {
-            let anonymous = (!g.channel_claims.is_empty(), !g.rate_limits.is_empty());
+            let anonymous = (
+                !g.channel_claims.is_empty(),
+                !g.room_claims.is_empty(),
+                !g.rate_limits.is_empty(),
+            );
             push(&mut fields, "anonymous.", anonymous);
         }
         fields
@@ -465,7 +592,7 @@ impl Policy {
         Err(err(
             first.clone(),
             format!(
-                "channelClaims, rateLimits and revocationKey can only be issued in Ably JWTs, and this function answers with TokenRequests or Ably Tokens (/auth/token-request, /auth/token), which cannot carry them{also}; issue such grants from /auth/jwt, or give this function a policy without these fields (the template's TokenRoutesPolicy parameter)"
+                "channelClaims, roomClaims, rateLimits and revocationKey can only be issued in Ably JWTs, and this function answers with TokenRequests or Ably Tokens (/auth/token-request, /auth/token), which cannot carry them{also}; issue such grants from /auth/jwt, or give this function a policy without these fields (the template's TokenRoutesPolicy parameter)"
             ),
         ))
     }
@@ -474,13 +601,34 @@ impl Policy {
         self.anonymous.is_some()
     }
 
-    /// The claim names the policy reads (for documentation and diagnostics).
+    /// The policy's TTL (`ttlSeconds`, or the default).
     pub fn ttl_seconds(&self) -> u64 {
         self.ttl_seconds
     }
 
+    /// `boundToSession` (default true): no token outlives the caller credential's `exp`.
+    pub fn bound_to_session(&self) -> bool {
+        self.bound_to_session
+    }
+
+    /// `ttlJitterPercent` (0 when absent): at most this share of the TTL is taken off at random.
+    pub fn ttl_jitter_percent(&self) -> u64 {
+        self.ttl_jitter_percent
+    }
+
+    /// Whether the policy was validated for a key with revocable tokens (TTL ≤ 1 h).
+    pub fn revocable(&self) -> bool {
+        self.revocable
+    }
+
     /// What this caller may have, before the client's hints narrow it.
     pub fn grant(&self, caller: &Caller) -> Result<Grant, IssueError> {
+        self.grant_traced(caller, &mut Vec::new())
+    }
+
+    /// [`Self::grant`], listing in `dropped` the entries left out because a claim they
+    /// substitute is missing or unsafe.
+    pub fn grant_traced(&self, caller: &Caller, dropped: &mut Vec<Dropped>) -> Result<Grant, IssueError> {
         let claims = match caller {
             Caller::Anonymous => return self.anonymous.clone().ok_or(IssueError::MissingCredential),
             Caller::Verified { claims, .. } => claims,
@@ -507,13 +655,30 @@ impl Policy {
             }
         };
 
-        let mut grant = evaluate_rules(&self.rules, Some(claims), self.ttl_seconds);
+        let mut grant = evaluate_rules(&self.rules, Some(claims), self.ttl_seconds, dropped);
         grant.client_id = client_id;
         grant.revocation_key = self.revocation_key.as_ref().and_then(|t| {
             // Plain text: the JWT writer escapes it (escaping here too would put backslashes
             // into the key, and revoking by the claim's value would then miss these tokens).
-            let v = t.render_text(Some(claims)).ok()?;
-            (!v.is_empty() && !v.chars().any(char::is_control)).then_some(v)
+            let rendered = t.render_text(Some(claims)).and_then(|v| {
+                if v.is_empty() || v.chars().any(char::is_control) {
+                    let name = t.claim_names().next().unwrap_or("").to_owned();
+                    Err(RenderError::Unsafe(name))
+                } else {
+                    Ok(v)
+                }
+            });
+            match rendered {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    let mut d = Dropped::new("revocationKey".to_owned(), t, &e);
+                    if matches!(e, RenderError::Unsafe(_)) {
+                        d.reason = "the revocation key would be empty or hold a control character".to_owned();
+                    }
+                    dropped.push(d);
+                    None
+                }
+            }
         });
 
         if let Some(role_claim) = &self.role_claim {
@@ -524,9 +689,10 @@ impl Policy {
                 let Some(role_grant) = self.roles.get(&role) else {
                     continue;
                 };
-                let extra = evaluate_rules(&role_grant.rules, Some(claims), self.ttl_seconds);
+                let extra = evaluate_rules(&role_grant.rules, Some(claims), self.ttl_seconds, dropped);
                 grant.capability.union_with(&extra.capability);
                 override_entries(&mut grant.channel_claims, extra.channel_claims);
+                override_entries(&mut grant.room_claims, extra.room_claims);
                 override_entries(&mut grant.rate_limits, extra.rate_limits);
                 if let Some(ttl) = role_grant.ttl_seconds {
                     grant.ttl_ms = grant.ttl_ms.min(ttl * 1000);
@@ -553,28 +719,51 @@ fn override_entries<V>(base: &mut Vec<(String, V)>, overrides: Vec<(String, V)>)
     }
 }
 
-/// Render rules for one caller; entries whose substitution is missing or unsafe are dropped.
-fn evaluate_rules(rules: &Rules, claims: Option<&Claims>, ttl_seconds: u64) -> Grant {
+/// Claim values (channel or room) for one caller: entries whose substitution is missing or
+/// unsafe are dropped (and listed in `dropped`).
+fn evaluate_claims(
+    field: &str,
+    entries: &[(Template, Template)],
+    claims: Option<&Claims>,
+    dropped: &mut Vec<Dropped>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(entries.len());
+    for (resource, value) in entries {
+        match resource
+            .render_identifier(claims)
+            .and_then(|r| value.render_json_escaped(claims).map(|v| (r, v)))
+        {
+            Ok(pair) => out.push(pair),
+            Err(e) => dropped.push(Dropped::new(field.to_owned(), resource, &e)),
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.dedup_by(|a, b| a.0 == b.0);
+    out
+}
+
+/// Render rules for one caller; entries whose substitution is missing or unsafe are dropped
+/// (and listed in `dropped`).
+fn evaluate_rules(rules: &Rules, claims: Option<&Claims>, ttl_seconds: u64, dropped: &mut Vec<Dropped>) -> Grant {
+    let path = &rules.path;
     let mut capability = Capability::default();
     for (resource, ops) in &rules.capability {
-        if let Ok(r) = resource.render_identifier(claims) {
+        match resource.render_identifier(claims) {
             // The rendered name was validated with a sample at start-up and the substituted
             // text is safe, so this cannot fail; if it did, dropping the entry is safe.
-            let _ = capability.insert(&r, *ops);
+            Ok(r) => {
+                let _ = capability.insert(&r, *ops);
+            }
+            Err(e) => dropped.push(Dropped::new(format!("{path}capability"), resource, &e)),
         }
     }
-    let mut channel_claims = Vec::with_capacity(rules.channel_claims.len());
-    for (resource, value) in &rules.channel_claims {
-        if let (Ok(r), Ok(v)) = (resource.render_identifier(claims), value.render_json_escaped(claims)) {
-            channel_claims.push((r, v));
-        }
-    }
-    channel_claims.sort_by(|a, b| a.0.cmp(&b.0));
-    channel_claims.dedup_by(|a, b| a.0 == b.0);
+    let channel_claims = evaluate_claims(&format!("{path}channelClaims"), &rules.channel_claims, claims, dropped);
+    let room_claims = evaluate_claims(&format!("{path}roomClaims"), &rules.room_claims, claims, dropped);
     let mut rate_limits = Vec::with_capacity(rules.rate_limits.len());
     for (resource, rate) in &rules.rate_limits {
-        if let Ok(r) = resource.render_identifier(claims) {
-            rate_limits.push((r, *rate));
+        match resource.render_identifier(claims) {
+            Ok(r) => rate_limits.push((r, *rate)),
+            Err(e) => dropped.push(Dropped::new(format!("{path}rateLimits"), resource, &e)),
         }
     }
     rate_limits.sort_by(|a, b| a.0.cmp(&b.0));
@@ -583,6 +772,7 @@ fn evaluate_rules(rules: &Rules, claims: Option<&Claims>, ttl_seconds: u64) -> G
         client_id: None,
         capability,
         channel_claims,
+        room_claims,
         rate_limits,
         ttl_ms: ttl_seconds * 1000,
         revocation_key: None,
@@ -889,5 +1079,109 @@ mod tests {
         assert!(e.message.contains("revocable"), "{e}");
         let default_ttl = Policy::from_json(r#"{"capability":{"a":["subscribe"]}}"#, true).unwrap();
         assert_eq!(default_ttl.ttl_seconds(), 3600);
+    }
+
+    #[test]
+    fn room_claims_template_and_escape_like_channel_claims_and_roles_override_them() {
+        let p = policy(json!({
+            "clientId": "{sub}",
+            "capability": {"support:*": ["publish", "subscribe"]},
+            "roomClaims": {"support:*": "{\"name\":\"{name}\"}", "support:{team}": "team"},
+            "roles": {"claim": "roles", "grants": {"agent": {"roomClaims": {"support:*": "agent"}}}}
+        }));
+        let g = p
+            .grant(&verified(json!({"sub": "alice", "name": "x\",\"admin\":\"1"})))
+            .unwrap();
+        assert_eq!(g.room_claims.len(), 1, "no team claim: that entry is dropped");
+        let v: serde_json::Value = serde_json::from_str(&g.room_claims[0].1).unwrap();
+        assert_eq!(v, json!({"name": "x\",\"admin\":\"1"}));
+        let g = p
+            .grant(&verified(
+                json!({"sub": "a", "name": "A", "team": "red", "roles": ["agent"]}),
+            ))
+            .unwrap();
+        assert_eq!(
+            g.room_claims,
+            vec![
+                ("support:*".to_owned(), "agent".to_owned()),
+                ("support:red".to_owned(), "team".to_owned())
+            ]
+        );
+        assert_eq!(
+            p.jwt_only_fields(),
+            ["roomClaims", "roles.grants[\"agent\"].roomClaims"]
+        );
+        let e = policy_err(json!({"anonymous": {"capability": {"p": ["subscribe"]}, "roomClaims": {"p": "{name}"}}}));
+        assert_eq!(e.field, "anonymous.roomClaims[\"p\"]");
+    }
+
+    #[test]
+    fn bound_to_session_defaults_to_true_and_ttl_jitter_is_at_most_20_percent() {
+        let base = json!({"capability": {"a": ["subscribe"]}});
+        assert!(policy(base.clone()).bound_to_session());
+        assert_eq!(policy(base.clone()).ttl_jitter_percent(), 0);
+        let p = policy(json!({"capability": {"a": ["subscribe"]}, "boundToSession": false, "ttlJitterPercent": 20}));
+        assert!(!p.bound_to_session());
+        assert_eq!(p.ttl_jitter_percent(), 20);
+        let e = policy_err(json!({"capability": {"a": ["subscribe"]}, "ttlJitterPercent": 21}));
+        assert_eq!(e.field, "ttlJitterPercent");
+        assert!(Policy::from_json(
+            r#"{"$schema":"../schema/policy.schema.json","capability":{"a":["subscribe"]}}"#,
+            false
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn dropped_entries_name_the_entry_as_written_and_why() {
+        let p = Policy::from_json(EXAMPLE, false).unwrap();
+        let mut dropped = Vec::new();
+        p.grant_traced(
+            &verified(json!({"sub": "alice", "name": "Al", "org": "a\nb"})),
+            &mut dropped,
+        )
+        .unwrap();
+        assert_eq!(dropped.len(), 1, "{dropped:?}");
+        assert_eq!(
+            (dropped[0].field.as_str(), dropped[0].entry.as_str()),
+            ("revocationKey", "{org}")
+        );
+        let p = policy(json!({"capability": {"org:{org}:*": ["subscribe"], "lobby": ["subscribe"]}}));
+        let mut dropped = Vec::new();
+        p.grant_traced(&verified(json!({"org": "a:b"})), &mut dropped).unwrap();
+        assert_eq!(dropped[0].entry, "org:{org}:*");
+        assert!(dropped[0].reason.contains("`org`"), "{dropped:?}");
+    }
+
+    #[test]
+    fn warnings_flag_claims_that_never_apply_idle_roles_unsafe_templates_and_chat_without_client_id() {
+        let p = policy(json!({
+            "capability": {"chat:*": ["subscribe"], "u:{iss}": ["publish"]},
+            "channelClaims": {"news:*": "x"},
+            "roomClaims": {"chat:*": "r"},
+            "ttlSeconds": 7200,
+            "roles": {"claim": "roles", "grants": {"idle": {"capability": {"chat:x": ["subscribe"]}}, "busy": {"mayRevoke": true}}}
+        }));
+        let w = p.warnings(Some(crate::route::Route::Jwt));
+        let fields: Vec<&str> = w.iter().map(|w| w.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "channelClaims[\"news:*\"]",
+                "roles.grants[\"idle\"]",
+                "capability[\"u:{iss}\"]",
+                "ttlSeconds",
+                "roomClaims"
+            ],
+            "{w:?}"
+        );
+        assert!(w[4].message.contains("clientId"), "{w:?}");
+        let quiet = Policy::from_json(include_str!("../../dev/policy-token-routes.json"), false).unwrap();
+        assert_eq!(quiet.warnings(None), []);
+        let dev = Policy::from_json(EXAMPLE, false).unwrap();
+        let w = dev.warnings(None);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].message.contains("/auth/token-request"), "{w:?}");
+        assert_eq!(dev.warnings(Some(crate::route::Route::Jwt)), []);
     }
 }

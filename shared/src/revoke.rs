@@ -18,10 +18,12 @@ use crate::ably_rest::{AblyError, AblyRest, BatchResult, RevokeRequest, MAX_TARG
 use crate::caller::Caller;
 use crate::deps::Deps;
 use crate::error::{truncate_for_message, IssueError};
+use crate::grant::Grant;
 use crate::http::Answer;
 use crate::key::ApiKey;
 use crate::log::Who;
 use crate::params;
+use crate::policy::Policy;
 use crate::route::Route;
 use lambda_http::http::Method;
 use lambda_http::Request;
@@ -320,6 +322,21 @@ pub fn merge(into: &mut BatchResult, batch: BatchResult) {
 pub(crate) const NOT_REVOCABLE: &str = "token revocation is not enabled: enable revocable tokens on the Ably key (Ably dashboard, API Keys, \"Revocable tokens\"), then set ABLY_KEY_REVOCABLE=true (token TTLs are then at most 1 hour)";
 const NOT_A_REVOKER: &str = "your identity may not revoke tokens: only callers holding a role whose policy grant has \"mayRevoke\": true can; ask the operator for that role";
 
+/// May this caller revoke tokens? Anonymous: 401; a grant without `mayRevoke`: 403.
+/// `client_id` learns the caller's clientId once the policy has built it (for the log).
+/// The revocation route runs this; so does `ably-auth policy explain --route revoke`.
+pub fn authorize(policy: &Policy, caller: &Caller, client_id: &mut Option<String>) -> Result<Grant, IssueError> {
+    if matches!(caller, Caller::Anonymous) {
+        return Err(IssueError::MissingCredential);
+    }
+    let grant = policy.grant(caller)?;
+    client_id.clone_from(&grant.client_id);
+    if !grant.may_revoke {
+        return Err(IssueError::forbidden(NOT_A_REVOKER));
+    }
+    Ok(grant)
+}
+
 /// The revocation path (`POST /auth/revoke`): a verified caller whose grant has `mayRevoke`
 /// revokes tokens at Ably; `who` learns the caller and clientId for the request log.
 pub(crate) async fn handle(deps: &Deps, request: &Request, who: &mut Who) -> Result<Answer, IssueError> {
@@ -327,15 +344,10 @@ pub(crate) async fn handle(deps: &Deps, request: &Request, who: &mut Who) -> Res
         return Err(IssueError::method_not_allowed(request.method().as_str(), "POST"));
     }
     let caller = deps.callers.identify(request).await?;
-    let Caller::Verified { via, .. } = &caller else {
-        return Err(IssueError::MissingCredential);
-    };
-    who.caller = Some(via);
-    let grant = deps.policy.grant(&caller)?;
-    who.client_id = grant.client_id.clone();
-    if !grant.may_revoke {
-        return Err(IssueError::forbidden(NOT_A_REVOKER));
+    if let Caller::Verified { via, .. } = &caller {
+        who.caller = Some(via);
     }
+    authorize(&deps.policy, &caller, &mut who.client_id)?;
     deps.clock.calibrate().await?;
     let revocation = parse(request, deps.clock.now_ms())?;
     let ably = deps

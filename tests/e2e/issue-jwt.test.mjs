@@ -40,7 +40,7 @@ after(async () => {
 // ------------------------------------------------------------------ helpers
 
 /** A caller (session) token as the app's backend would sign it: HS256 with the dev caller secret. */
-function callerToken({ sub = 'alice', name = 'Alice', org = 'acme', roles = [], ttl = 3600, iat } = {}) {
+function callerToken({ sub = 'alice', name = 'Alice', org = 'acme', roles = [], ttl = 7200, iat } = {}) {
   const now = iat ?? Math.floor(Date.now() / 1000);
   const token = jwt.sign({ sub, name, org, roles, iat: now, exp: now + ttl }, DEV_CALLER_SECRET, {
     algorithm: 'HS256',

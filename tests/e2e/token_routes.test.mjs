@@ -170,7 +170,7 @@ function startFakeAbly(keys) {
 
 // ------------------------------------------------------------------ helpers
 
-function callerToken({ sub = 'alice', name = 'Alice', org = 'acme', roles = [], ttl = 3600 } = {}) {
+function callerToken({ sub = 'alice', name = 'Alice', org = 'acme', roles = [], ttl = 7200 } = {}) {
   const now = Math.floor(Date.now() / 1000);
   const token = jwt.sign({ sub, name, org, roles, iat: now, exp: now + ttl }, DEV_CALLER_SECRET, {
     algorithm: 'HS256',

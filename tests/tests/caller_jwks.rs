@@ -172,7 +172,19 @@ async fn expiry_within_the_30_second_leeway_is_accepted() {
     let f = fixture().await;
     let mut c = f.claims("erin");
     c["exp"] = json!(now_seconds() - 10);
-    issued_claims(&f.call(&rsa_key().sign(&c)).await);
+    let token = rsa_key().sign(&c);
+    // The verifier accepts it; a policy that does not bind tokens to the session issues one.
+    let policy = POLICY.replacen('{', r#"{"boundToSession": false,"#, 1);
+    let service = service(VerifierChain::new(vec![Box::new(f.verifier.clone())]), &policy);
+    issued_claims(&service.handle(bearer(&token)).await);
+    // Bound to the session (the default), a session already over gets 401: refresh it.
+    let response = f.call(&token).await;
+    assert_eq!(response.status(), 401);
+    assert!(
+        body_text(&response).contains("the session token has expired"),
+        "{}",
+        body_text(&response)
+    );
 }
 
 #[tokio::test]

@@ -36,7 +36,7 @@ fn service(file: &str, route: Route) -> Service {
 
 fn alice_get() -> Request {
     let token = caller_token(
-        &json!({"sub":"alice","name":"Alice","org":"acme","exp": now_seconds() + 600}),
+        &json!({"sub":"alice","name":"Alice","org":"acme","exp": now_seconds() + 7200}),
         DEV_CALLER_SECRET,
     );
     lambda_http::http::Request::builder()

@@ -43,6 +43,22 @@ impl Claims {
         }
     }
 
+    /// The credential's expiry (`exp`, seconds since the epoch) when the claims carry one:
+    /// a JSON number (HS256, OIDC and cookie tokens always have one, checked by their
+    /// verifier), or the decimal text API Gateway's JWT authorizer passes on. Anything else
+    /// (absent, negative, not a number) is no expiry.
+    pub fn expires_at_seconds(&self) -> Option<u64> {
+        match self.0.get("exp")? {
+            Value::Number(n) => n.as_u64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e15)
+                    .map(|f| f as u64)
+            }),
+            Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        }
+    }
+
     /// A claim as a list of strings: an array's string (and number) elements; a string is
     /// one item, or several when written as API Gateway stringifies arrays (`[a b]`) or
     /// separated by commas or spaces (`"admin, moderator"`, OAuth `scope`).
@@ -126,6 +142,31 @@ mod tests {
         assert_eq!(c.text("a.b.d").as_deref(), Some("dotted key"));
         assert_eq!(c.text("https://example.com/app_metadata.missing"), None);
         assert_eq!(c.text("."), None);
+    }
+
+    #[test]
+    fn expiry_from_a_number_or_the_authorizers_decimal_text() {
+        assert_eq!(
+            claims(json!({"exp": 1_700_000_000})).expires_at_seconds(),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            claims(json!({"exp": 1_700_000_000.5})).expires_at_seconds(),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            claims(json!({"exp": "1700000000"})).expires_at_seconds(),
+            Some(1_700_000_000)
+        );
+        for none in [
+            json!({}),
+            json!({"exp": -5}),
+            json!({"exp": "soon"}),
+            json!({"exp": null}),
+            json!({"exp": [1]}),
+        ] {
+            assert_eq!(claims(none.clone()).expires_at_seconds(), None, "{none}");
+        }
     }
 
     #[test]
