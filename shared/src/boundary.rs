@@ -331,7 +331,10 @@ macro_rules! scan_impl {
 
 scan_impl!(Keys, |map| {
     let mut n = 0;
-    while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {
+    while map
+        .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+        .is_some()
+    {
         n += 1;
     }
     Ok(Keys(n))
@@ -362,7 +365,10 @@ impl<'de> serde::de::Visitor<'de> for Scan<SeqLen> {
         Ok(SeqLen(Some(n)))
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<SeqLen, A::Error> {
-        while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
         Ok(SeqLen(None))
     }
     fn visit_unit<E: serde::de::Error>(self) -> Result<SeqLen, E> {
@@ -383,7 +389,11 @@ fn stand_in_for(event: &LambdaRequest) -> LambdaRequest {
     match event {
         LambdaRequest::ApiGatewayV1(ag) => {
             // The conversion merges `headers` into `multiValueHeaders`; the Origin may be in either.
-            let headers = if ag.headers.contains_key(ORIGIN) { &ag.headers } else { &ag.multi_value_headers };
+            let headers = if ag.headers.contains_key(ORIGIN) {
+                &ag.headers
+            } else {
+                &ag.multi_value_headers
+            };
             stand_in_v1(ag.http_method.clone(), headers)
         }
         LambdaRequest::ApiGatewayV2(ag) => stand_in_v2(ag.request_context.http.method.clone(), &ag.headers),

@@ -338,5 +338,8 @@ async fn an_http_api_event_without_raw_query_string_is_answered() {
     });
     // The gateway always sends rawQueryString; without it the query is empty (the parsed
     // map is not a second source of hints): the whole anonymous grant.
-    assert_eq!(jwt_capability(&answer(&service, &event).await), json!({"public:*": ["subscribe"]}));
+    assert_eq!(
+        jwt_capability(&answer(&service, &event).await),
+        json!({"public:*": ["subscribe"]})
+    );
 }
