@@ -137,7 +137,7 @@ lint-template: tools-py ## cfn-lint (errors and warnings) and sam validate --lin
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM_ENV) $(SAM) validate --lint --template template.yaml
 
-test-template: tools-py ## template.yaml through SAM's translator per parameter set (offline): routes, env, IAM, logs, throttling, outputs
+test-template: tools-py ## template.yaml through SAM's translator per parameter set (offline): routes, env, IAM, logs, throttling, outputs; alarms and dashboard against the emitted metrics (tests/template/emitted-metrics.json)
 	$(SAM_ENV) $(PYTHON) -m unittest discover --start-directory tests/template --top-level-directory tests/template $(if $(V),-v)
 
 test-emulator: release tools-py ## every function's release binary over its events/ under the Lambda emulator

@@ -91,3 +91,208 @@ pub fn now_seconds() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+// ---------------------------------------------------------------------------------------
+// CloudWatch Embedded Metric Format (EMF)
+
+/// The units CloudWatch accepts (`MetricDefinition.Unit`).
+const EMF_UNITS: &[&str] = &[
+    "Seconds",
+    "Microseconds",
+    "Milliseconds",
+    "Bytes",
+    "Kilobytes",
+    "Megabytes",
+    "Gigabytes",
+    "Terabytes",
+    "Bits",
+    "Kilobits",
+    "Megabits",
+    "Gigabits",
+    "Terabits",
+    "Percent",
+    "Count",
+    "Bytes/Second",
+    "Kilobytes/Second",
+    "Megabytes/Second",
+    "Gigabytes/Second",
+    "Terabytes/Second",
+    "Bits/Second",
+    "Kilobits/Second",
+    "Megabits/Second",
+    "Gigabits/Second",
+    "Terabits/Second",
+    "Count/Second",
+    "None",
+];
+
+/// Whether a log line is an EMF document (has the `_aws` metadata member).
+pub fn is_emf(line: &serde_json::Value) -> bool {
+    line.get("_aws").is_some()
+}
+
+/// What makes `line` break CloudWatch's Embedded Metric Format specification
+/// (docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html);
+/// empty when it follows it.
+pub fn emf_problems(line: &serde_json::Value) -> Vec<String> {
+    use serde_json::Value;
+    let mut problems = Vec::new();
+    let mut problem = |p: String| problems.push(p);
+    let Some(root) = line.as_object() else {
+        return vec!["the root node is not a JSON object".into()];
+    };
+    let Some(aws) = root.get("_aws").and_then(Value::as_object) else {
+        return vec!["no `_aws` metadata object".into()];
+    };
+    for key in aws.keys() {
+        if key != "Timestamp" && key != "CloudWatchMetrics" {
+            problem(format!(
+                "`_aws` has the member {key:?}, which the specification does not define"
+            ));
+        }
+    }
+    if aws.get("Timestamp").is_none_or(|t| t.as_u64().is_none()) {
+        problem("`_aws.Timestamp` is not a number of milliseconds since the epoch".into());
+    }
+    let Some(directives) = aws.get("CloudWatchMetrics").and_then(Value::as_array) else {
+        problem("`_aws.CloudWatchMetrics` is not an array".into());
+        return problems;
+    };
+    if directives.is_empty() {
+        problem("`_aws.CloudWatchMetrics` is empty".into());
+    }
+    for (i, directive) in directives.iter().enumerate() {
+        let at = format!("CloudWatchMetrics[{i}]");
+        let Some(d) = directive.as_object() else {
+            problem(format!("{at} is not an object"));
+            continue;
+        };
+        for key in d.keys() {
+            if !["Namespace", "Dimensions", "Metrics"].contains(&key.as_str()) {
+                problem(format!(
+                    "{at} has the member {key:?}, which the specification does not define"
+                ));
+            }
+        }
+        match d.get("Namespace").and_then(Value::as_str) {
+            Some(ns) if !ns.is_empty() && ns.len() <= 1024 => {}
+            _ => problem(format!("{at}.Namespace is not a string of 1 to 1024 characters")),
+        }
+        let mut dimension_keys = Vec::new();
+        match d.get("Dimensions").and_then(Value::as_array) {
+            None => problem(format!("{at}.Dimensions is not an array of dimension sets")),
+            Some(sets) => {
+                for (j, set) in sets.iter().enumerate() {
+                    let Some(keys) = set.as_array() else {
+                        problem(format!("{at}.Dimensions[{j}] is not an array"));
+                        continue;
+                    };
+                    if keys.len() > 30 {
+                        problem(format!("{at}.Dimensions[{j}] has more than 30 dimension keys"));
+                    }
+                    for key in keys {
+                        let Some(key) = key.as_str() else {
+                            problem(format!("{at}.Dimensions[{j}] holds a key that is not a string"));
+                            continue;
+                        };
+                        match root.get(key).and_then(Value::as_str) {
+                            Some(v) if !v.is_empty() && v.len() <= 1024 => {}
+                            _ => problem(format!(
+                                "dimension {key:?} has no target member holding a string of 1 to 1024 characters"
+                            )),
+                        }
+                        dimension_keys.push(key.to_owned());
+                    }
+                }
+            }
+        }
+        match d.get("Metrics").and_then(Value::as_array) {
+            None => problem(format!("{at}.Metrics is not an array")),
+            Some(metrics) => {
+                if metrics.len() > 100 {
+                    problem(format!("{at}.Metrics has more than 100 metrics"));
+                }
+                for (j, metric) in metrics.iter().enumerate() {
+                    let at = format!("{at}.Metrics[{j}]");
+                    let Some(m) = metric.as_object() else {
+                        problem(format!("{at} is not an object"));
+                        continue;
+                    };
+                    for key in m.keys() {
+                        if !["Name", "Unit", "StorageResolution"].contains(&key.as_str()) {
+                            problem(format!(
+                                "{at} has the member {key:?}, which the specification does not define"
+                            ));
+                        }
+                    }
+                    let Some(name) = m
+                        .get("Name")
+                        .and_then(Value::as_str)
+                        .filter(|n| !n.is_empty() && n.len() <= 1024)
+                    else {
+                        problem(format!("{at}.Name is not a string of 1 to 1024 characters"));
+                        continue;
+                    };
+                    match root.get(name) {
+                        Some(Value::Number(_)) => {}
+                        Some(Value::Array(values)) if values.len() <= 100 && values.iter().all(Value::is_number) => {}
+                        _ => problem(format!("metric {name:?} has no target member holding a number")),
+                    }
+                    if dimension_keys.iter().any(|k| k == name) {
+                        problem(format!("{name:?} is both a metric and a dimension"));
+                    }
+                    if let Some(unit) = m.get("Unit") {
+                        if !unit.as_str().is_some_and(|u| EMF_UNITS.contains(&u)) {
+                            problem(format!("{at}.Unit {unit} is not a CloudWatch unit"));
+                        }
+                    }
+                    if let Some(resolution) = m.get("StorageResolution") {
+                        if resolution != 1 && resolution != 60 {
+                            problem(format!("{at}.StorageResolution is neither 1 nor 60"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// The metrics that EMF lines publish: `(namespace, metric, sorted dimension keys)` → unit and,
+/// per dimension key, the values seen.
+pub type EmfCatalogue = std::collections::BTreeMap<
+    (String, String, Vec<String>),
+    (
+        String,
+        std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+    ),
+>;
+
+/// Add what `line` (an EMF document) publishes to `catalogue`.
+pub fn catalogue_add(catalogue: &mut EmfCatalogue, line: &serde_json::Value) {
+    let empty = Vec::new();
+    for d in line["_aws"]["CloudWatchMetrics"].as_array().unwrap_or(&empty) {
+        let namespace = d["Namespace"].as_str().unwrap_or_default().to_owned();
+        for set in d["Dimensions"].as_array().unwrap_or(&empty) {
+            let mut keys: Vec<String> = set
+                .as_array()
+                .unwrap_or(&empty)
+                .iter()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect();
+            keys.sort();
+            for m in d["Metrics"].as_array().unwrap_or(&empty) {
+                let name = m["Name"].as_str().unwrap_or_default().to_owned();
+                let unit = m["Unit"].as_str().unwrap_or("None").to_owned();
+                let entry = catalogue
+                    .entry((namespace.clone(), name, keys.clone()))
+                    .or_insert_with(|| (unit, Default::default()));
+                for key in &keys {
+                    if let Some(value) = line[key].as_str() {
+                        entry.1.entry(key.clone()).or_default().insert(value.to_owned());
+                    }
+                }
+            }
+        }
+    }
+}

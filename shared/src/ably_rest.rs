@@ -23,6 +23,7 @@ use crate::env::{ConfigError, Env};
 use crate::error::{IssueError, UpstreamFault};
 use crate::future::BoxFuture;
 use crate::key::ApiKey;
+use crate::metrics::{self, Dependency};
 use crate::token_request::TokenRequest;
 use lambda_http::http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER, SERVER};
 use lambda_http::http::HeaderMap;
@@ -162,6 +163,18 @@ pub enum AblyError {
 }
 
 impl AblyError {
+    /// The kind of failure, for the `UpstreamFailures` metric (`None`: nothing was sent).
+    pub fn failure(&self) -> Option<metrics::Failure> {
+        Some(match self {
+            AblyError::Unreachable(_) => metrics::Failure::Unreachable,
+            AblyError::Timeout(_) => metrics::Failure::Timeout,
+            AblyError::BadGateway { .. } => metrics::Failure::ServerError,
+            AblyError::RateLimited { .. } => metrics::Failure::Throttled,
+            AblyError::Rejected { .. } => metrics::Failure::Rejected,
+            AblyError::NotSent(_) => return None,
+        })
+    }
+
     /// Ably's error code, when it gave one.
     pub fn ably_code(&self) -> Option<u32> {
         match self {
@@ -472,8 +485,14 @@ impl HttpAbly {
                     self.answered(index);
                     return Ok(answer);
                 }
-                Ok(Err(failure)) => failure,
+                Ok(Err(failure)) => {
+                    if let Some(kind) = failure.error.failure() {
+                        metrics::upstream_failure(Dependency::Ably, kind);
+                    }
+                    failure
+                }
                 Err(_) => {
+                    metrics::upstream_failure(Dependency::Ably, metrics::Failure::Timeout);
                     self.failed(index);
                     last = None;
                     break;

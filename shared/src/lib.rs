@@ -36,6 +36,7 @@ pub mod key;
 pub mod key_source;
 pub mod limits;
 pub mod log;
+pub mod metrics;
 pub mod params;
 pub mod policy;
 pub mod revoke;

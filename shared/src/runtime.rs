@@ -13,24 +13,37 @@ use lambda_http::{service_fn, Adapter, Request};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Initialise logging and the [`Service`] for `route`, then serve invocations until the
-/// runtime stops. A configuration error is logged and ends the process (the function then
+/// Set until the container's first invocation takes it (`cold_start` in the logs, the
+/// `ColdStart` metric).
+static COLD: AtomicBool = AtomicBool::new(true);
+
+/// Initialise logging, metrics and the [`Service`] for `route`, then serve invocations until
+/// the runtime stops. A configuration error is logged and ends the process (the function then
 /// refuses to start, naming the setting).
+///
+/// Each invocation runs with its context (request id, X-Ray trace id, cold start) set for
+/// every log line it writes ([`crate::log::within`]).
 pub async fn run(route: Route) -> Result<(), Error> {
     crate::log::init();
     let started = std::time::Instant::now();
+    crate::metrics::init(&crate::env::ProcessEnv).inspect_err(|e| crate::log::startup_error(e))?;
     let service = Service::from_env(route)
         .await
         .inspect_err(|e| crate::log::startup_error(e))?;
-    tracing::info!(
-        route = route.name(),
-        init_us = started.elapsed().as_micros() as u64,
-        "initialised: serving requests"
-    );
+    let init_us = started.elapsed().as_micros() as u64;
+    tracing::info!(route = route.name(), init_us, "initialised: serving requests");
     let service = &service;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {
-        Ok::<_, Infallible>(answer(service, event.payload.get(), event.context).await)
+        let invocation = crate::log::Invocation {
+            request_id: event.context.request_id.clone(),
+            xray_trace_id: event.context.xray_trace_id.clone(),
+            cold_start: COLD.swap(false, Ordering::Relaxed),
+            init_us,
+        };
+        let answer = answer(service, event.payload.get(), event.context);
+        Ok::<_, Infallible>(crate::log::within(invocation, answer).await)
     }))
     .await
 }

@@ -105,7 +105,13 @@ impl Service {
             }
         };
         match &outcome {
-            Ok(_) => self.log(&request, "issued", 200, 0, &who, None, started),
+            Ok(answer) => {
+                let jwt_bytes = match answer {
+                    Answer::Jwt(token) => Some(token.len()),
+                    _ => None,
+                };
+                self.log_issued(&request, &who, jwt_bytes, started)
+            }
             Err(e) => {
                 if e.status() >= 500 {
                     tracing::error!(route = self.route.name(), error = %e, "request failed");
@@ -133,7 +139,10 @@ impl Service {
         respond(Err(problem), request, &self.deps.cors)
     }
 
-    /// The request line: one per request, whatever the outcome (never a secret or a token).
+    fn log_issued(&self, request: &Request, who: &Who, jwt_bytes: Option<usize>, started: Instant) {
+        self.log_line(request, "issued", 200, 0, who, None, jwt_bytes, started);
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn log(
         &self,
@@ -145,8 +154,28 @@ impl Service {
         error: Option<&str>,
         started: Instant,
     ) {
+        self.log_line(request, outcome, status, code, who, error, None, started);
+    }
+
+    /// The request line: one per request, whatever the outcome (never a secret or a token),
+    /// with the request's metrics ([`crate::metrics::Request`]) in it.
+    #[allow(clippy::too_many_arguments)]
+    fn log_line(
+        &self,
+        request: &Request,
+        outcome: &str,
+        status: u16,
+        code: u32,
+        who: &Who,
+        error: Option<&str>,
+        jwt_bytes: Option<usize>,
+        started: Instant,
+    ) {
+        let duration_us = started.elapsed().as_micros() as u64;
+        let route = self.route.name();
         tracing::info!(
-            route = self.route.name(),
+            target: crate::metrics::TARGET,
+            route,
             method = request.method().as_str(),
             outcome,
             status,
@@ -154,7 +183,17 @@ impl Service {
             client_id = who.client_id.as_deref(),
             caller = who.caller,
             error,
-            duration_us = started.elapsed().as_micros() as u64,
+            duration_us,
+            emf = tracing::field::display(crate::metrics::Request {
+                route,
+                status,
+                code,
+                preflight: outcome == "preflight",
+                duration_us,
+                jwt_bytes,
+                init_us: crate::log::cold_start_init_us(),
+                timestamp_ms: crate::metrics::now_ms(),
+            }),
             "request"
         );
     }

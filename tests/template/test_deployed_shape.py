@@ -104,11 +104,16 @@ ENV_FROM_PARAMETER = {
     "CORS_ALLOWED_ORIGINS": "CorsAllowedOrigins",
     "SECRET_CACHE_TTL_SECONDS": "SecretCacheTtlSeconds",
     "SECRET_MAX_STALENESS_SECONDS": "SecretMaxStalenessSeconds",
-    "RUST_LOG": "LogLevel",
 }
 # Declared for `sam local invoke --env-vars`; in the cloud they must stay empty (= unset):
 # secret values come from Secrets Manager, never from the environment.
 ENV_EMPTY_IN_CLOUD = ("ABLY_API_KEY", "CALLER_HS256_SECRET", "ABLY_REST_URL")
+# Unset in the cloud too: the level comes from LoggingConfig (AWS_LAMBDA_LOG_LEVEL); RUST_LOG is
+# for debugging by hand.
+ENV_UNSET_IN_CLOUD = ("RUST_LOG",)
+# X-Ray's write actions have no resource-level permissions: the one "*" resource allowed, and
+# only with Tracing=Active.
+XRAY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
 
 @dataclass(frozen=True)
@@ -136,7 +141,13 @@ CASES = [
          {"CallerHs256SecretArn": HS256_ARN, "CallerHs256SecretField": "SESSION_KEY",
           "AblyApiKeySecretArn": ABLY_ARN, "AblyApiKeySecretField": "KEY", "TokenRoutesPolicy": ROUTES_POLICY,
           "ThrottlingRateLimit": "5", "ThrottlingBurstLimit": "10", "LogRetentionDays": "7",
-          "Architecture": "x86_64", "LogLevel": "debug", "SecretCacheTtlSeconds": "60"}),
+          "Architecture": "x86_64", "LogLevel": "DEBUG", "SecretCacheTtlSeconds": "60"}),
+    Case("observability",
+         "X-Ray active, text logs, an SNS topic for the alarms, custom thresholds, Function URLs",
+         {"Tracing": "Active", "LogFormat": "Text", "Endpoint": "FunctionUrl",
+          "AlarmTopicArn": "arn:aws:sns:us-east-1:123456789012:on-call",
+          "ServerErrorRateThreshold": "2", "MisconfigurationThreshold": "3", "StaleSecretThreshold": "10",
+          "UpstreamFailureThreshold": "20", "FunctionErrorThreshold": "4", "ApiGateway5xxThreshold": "9"}),
     Case("http_api_hs256_created_secret",
          "HTTP API, HS256 caller secret, stack-created key secret (two secrets, one of them the stack's)",
          {"CallerHs256SecretArn": HS256_ARN}),
@@ -386,8 +397,10 @@ class DeployedShape:
             self.assertEqual(env.get("ABLY_API_KEY_SECRET_ID"), self.expected_ably_secret(), f"{where}: ABLY_API_KEY_SECRET_ID")
             for var, param in ENV_FROM_PARAMETER.items():
                 self.assertEqual(env.get(var), self.param(param), f"{where}: {var} is not the parameter {param}")
-            for var in ENV_EMPTY_IN_CLOUD:
+            for var in ENV_EMPTY_IN_CLOUD + ENV_UNSET_IN_CLOUD:
                 self.assertEqual(env.get(var, ""), "", f"{where}: {var} must be empty in the cloud")
+            self.assertEqual(env.get("METRICS_NAMESPACE"), f"AblyAuth/{STACK_NAME}", f"{where}: METRICS_NAMESPACE")
+            self.assertEqual(props.get("TracingConfig"), {"Mode": self.param("Tracing")}, f"{where}: TracingConfig")
             self.assertTrue(all(isinstance(v, (str, Ref, GetAtt)) for v in env.values()),
                             f"{where}: an environment value that is not a string: {env!r}")
 
@@ -434,6 +447,8 @@ class DeployedShape:
                         secrets.update(resources)
                     elif action in ("logs:CreateLogStream", "logs:PutLogEvents"):
                         logs += resources
+                    elif action in XRAY_ACTIONS and self.param("Tracing") == "Active":
+                        self.assertEqual(resources, ["*"], f"{at}: X-Ray write actions take no resource")
                     else:
                         self.fail(f"{at}: allows {action!r}; the function needs only secretsmanager:GetSecretValue and its logs")
                 if "secretsmanager:GetSecretValue" in actions:
@@ -463,8 +478,13 @@ class DeployedShape:
                     for key in ("Action", "NotAction"):
                         for action in as_list(st.get(key, [])):
                             self.assertNotIn("*", str(action), f"{at}: wildcard {key} {action!r}")
+                    xray_only = set(as_list(st.get("Action", []))) <= XRAY_ACTIONS and "Resource" in st
+                    if xray_only:
+                        self.assertEqual(self.param("Tracing"), "Active", f"{at}: X-Ray permissions without Tracing=Active")
                     for key in ("Resource", "NotResource"):
                         for resource in as_list(st.get(key, [])):
+                            if xray_only and key == "Resource" and resource == "*":
+                                continue
                             self.assertFalse(isinstance(resource, str) and "*" in resource, f"{at}: wildcard {key} {resource!r}")
                     principal = st.get("Principal")
                     if principal is not None:
@@ -491,7 +511,10 @@ class DeployedShape:
             self.assertEqual(group.get("LogGroupName"), f"/aws/lambda/{STACK_NAME}/{fn.binary}", f"{where}: LogGroupName")
             logging = self.resource(fn.logical_id, "AWS::Lambda::Function").get("LoggingConfig", {})
             self.assertEqual(logging.get("LogGroup"), Ref(fn.log_group), self.where(fn.logical_id) + ": does not log to its log group")
-            self.assertEqual(logging.get("LogFormat"), "JSON", self.where(fn.logical_id) + ": LogFormat")
+            self.assertEqual(logging.get("LogFormat"), self.param("LogFormat"), self.where(fn.logical_id) + ": LogFormat")
+            json_logs = self.param("LogFormat") == "JSON"
+            self.assertEqual(logging.get("ApplicationLogLevel"), self.param("LogLevel") if json_logs else None,
+                             self.where(fn.logical_id) + ": ApplicationLogLevel (JSON logs only)")
 
     def test_http_api_stage_is_throttled(self):
         stages = self.stack.of_type("AWS::ApiGatewayV2::Stage")
@@ -577,6 +600,10 @@ class TestRefusedParameterSets(unittest.TestCase):
         found = self.violations({"ApiJwtAuthorizer": "true"})
         self.assertEqual(len(found), 2, f"Rules: expected the CallerIssuer and CallerAudience assertions to fail, got {found}")
         self.assertTrue(any("CallerIssuer" in f for f in found) and any("CallerAudience" in f for f in found), found)
+
+    def test_text_logs_with_a_level_are_refused(self):
+        violations = self.violations({"LogFormat": "Text", "LogLevel": "DEBUG"})
+        self.assertTrue(any("LogLevel must stay" in v for v in violations), violations)
 
     def test_wildcard_cors_origin_is_refused(self):
         with self.assertRaisesRegex(Unresolvable, "CorsAllowedOrigins.*AllowedPattern"):

@@ -977,3 +977,320 @@ async fn an_unencoded_capability_in_the_query_is_issued_decoded() {
     let (_, claims) = verify_ably_jwt(&answer.body, DEV_KEY_SECRET);
     assert_eq!(claims["x-ably-capability"], json!(r#"{"chat:lobby":["subscribe"]}"#));
 }
+
+// ---------------------------------------------------------------------- operating it: logs and metrics
+
+/// The function's JSON lines of the emulator's log, each with the request id of the
+/// invocation the emulator was running when it was written (from its
+/// `INVOKE START(requestId: …)` and `END RequestId: …` lines; the init phase comes before the
+/// first), `None` outside any invocation.
+fn lines_by_invocation(logs: &str) -> Vec<(Option<String>, Value)> {
+    let mut current: Option<String> = None;
+    let mut lines = Vec::new();
+    for line in logs.lines() {
+        if let Some(rest) = line.split("INVOKE START(requestId: ").nth(1) {
+            current = rest.split(')').next().map(str::to_owned);
+            continue;
+        }
+        if line.contains("END RequestId: ") {
+            current = None;
+            continue;
+        }
+        if let Ok(value) = serde_json::from_str::<Value>(line) {
+            if value.is_object() {
+                lines.push((current.clone(), value));
+            }
+        }
+    }
+    lines
+}
+
+/// The EMF lines of `lines`, each checked against the specification and against the
+/// committed catalogue of what the code emits (tests/template/emitted-metrics.json).
+fn emf_lines(lines: &[(Option<String>, Value)]) -> Vec<Value> {
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace().join("tests/template/emitted-metrics.json")).expect("catalogue"),
+    )
+    .expect("catalogue JSON");
+    let known: Vec<(String, Vec<String>)> = committed
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|e| {
+            let dims = e["dimensions"].as_array().expect("dimensions");
+            (
+                e["metric"].as_str().unwrap_or_default().to_owned(),
+                dims.iter().filter_map(|d| d.as_str().map(str::to_owned)).collect(),
+            )
+        })
+        .collect();
+    let emf: Vec<Value> = lines.iter().map(|(_, v)| v).filter(|v| is_emf(v)).cloned().collect();
+    for line in &emf {
+        let problems = emf_problems(line);
+        assert!(problems.is_empty(), "EMF specification: {problems:?} in {line}");
+        let mut only = EmfCatalogue::new();
+        catalogue_add(&mut only, line);
+        for (_, metric, dims) in only.keys() {
+            assert!(
+                known.iter().any(|(m, d)| m == metric && d == dims),
+                "{metric} {dims:?} is not in the committed catalogue: {line}"
+            );
+        }
+    }
+    emf
+}
+
+/// Whether `line` publishes `metric` with these dimension values.
+fn publishes(line: &Value, metric: &str, dims: &[(&str, &str)]) -> bool {
+    line[metric].is_number()
+        && dims.iter().all(|(k, v)| line[*k] == *v)
+        && line["_aws"]["CloudWatchMetrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|d| {
+                d["Metrics"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|m| m["Name"] == metric)
+            })
+}
+
+/// Every line a request writes carries the request id the emulator gave the invocation (and
+/// the function name, and `cold_start` on the first only); the request lines carry their
+/// metrics, valid EMF; a refused request counts its Ably code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the release binaries: make test-emulator"]
+async fn every_log_line_carries_the_invocation_id_the_emulator_assigned() {
+    let env = settings("IssueJwtFunction", &[]);
+    let emulator = Emulator::start("issue-jwt", &env).await;
+    let events = [
+        "jwt-get-valid-caller.json",
+        "jwt-expired-caller.json",
+        "jwt-preflight.json",
+        "jwt-get-valid-caller.json",
+    ];
+    for file in events {
+        let text = std::fs::read_to_string(workspace().join("events").join(file)).expect("event");
+        emulator.invoke(&text).await;
+    }
+    let logs = emulator.logs();
+    let lines = lines_by_invocation(&logs);
+    let mut ids = Vec::new();
+    for (invocation, line) in &lines {
+        match invocation {
+            Some(id) => {
+                assert_eq!(
+                    line["request_id"],
+                    id.as_str(),
+                    "a line without its invocation's id:\n{logs}"
+                );
+                assert_eq!(line["function_name"], "issue-jwt", "{line}");
+                assert!(line["cold_start"].is_boolean(), "{line}");
+                if !ids.contains(id) {
+                    ids.push(id.clone());
+                }
+            }
+            None => assert!(
+                line.get("request_id").is_none(),
+                "a request id outside an invocation: {line}"
+            ),
+        }
+    }
+    assert_eq!(ids.len(), events.len(), "one emulator id per invocation:\n{logs}");
+    let requests: Vec<&Value> = lines
+        .iter()
+        .map(|(_, v)| v)
+        .filter(|v| v["message"] == "request")
+        .collect();
+    assert_eq!(requests.len(), events.len(), "{logs}");
+    let cold: Vec<bool> = requests.iter().map(|r| r["cold_start"] == true).collect();
+    assert_eq!(
+        cold,
+        [true, false, false, false],
+        "cold_start on the first request only"
+    );
+
+    let emf = emf_lines(&lines);
+    assert_eq!(emf.iter().filter(|l| l["message"] == "request").count(), events.len());
+    assert!(emf.iter().any(|l| publishes(l, "ColdStart", &[("Route", "issue-jwt")])
+        && l["InitDuration"].as_f64().is_some_and(|ms| ms > 0.0)));
+    assert!(emf.iter().any(
+        |l| publishes(l, "Refusals", &[("Route", "issue-jwt"), ("ErrorCode", "40101")]) && l["Result"] == "refused_4xx"
+    ));
+    assert!(emf
+        .iter()
+        .any(|l| publishes(l, "Requests", &[("Route", "issue-jwt"), ("Result", "preflight")])));
+    assert_eq!(
+        emf.iter()
+            .filter(|l| publishes(l, "JwtBytes", &[("Route", "issue-jwt")]) && l["JwtBytes"].as_u64() > Some(100))
+            .count(),
+        2,
+        "the two issued JWTs' sizes"
+    );
+}
+
+/// A `moto_server` (Secrets Manager) on loopback, killed by its id when dropped.
+struct Moto {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Moto {
+    async fn start_with_secret(name: &str, value: &str) -> Moto {
+        let binary = std::env::var_os("MOTO_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace().join(".tools/venv/bin/moto_server"));
+        let port = free_port();
+        let child = Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} (make tools): {e}", binary.display()));
+        let moto = Moto {
+            child: Some(child),
+            port,
+        };
+        for _ in 0..1200 {
+            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+        let config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(moto.url())
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+            .build();
+        aws_sdk_secretsmanager::Client::from_conf(config)
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .expect("CreateSecret");
+        moto
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Secrets Manager goes away: the next request after the cache TTL is still issued from the
+/// cached key and its lines count a stale secret and a Secrets Manager failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the release binaries: make test-emulator"]
+async fn a_secrets_manager_outage_served_stale_emits_its_metrics() {
+    let mut moto = Moto::start_with_secret("prod/ably", DEV_API_KEY).await;
+    let url = moto.url();
+    let env = settings(
+        "IssueJwtFunction",
+        &[
+            ("ABLY_API_KEY", ""),
+            ("ABLY_API_KEY_SECRET_ID", "prod/ably"),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", &url),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("SECRET_CACHE_TTL_SECONDS", "1"),
+        ],
+    );
+    let emulator = Emulator::start("issue-jwt", &env).await;
+    let valid = std::fs::read_to_string(workspace().join("events/jwt-get-valid-caller.json")).expect("event");
+    let first = Answer::from_lambda(&emulator.invoke(&valid).await);
+    assert_eq!(first.status, 200, "{}\n{}", first.body, emulator.logs());
+    moto.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stale = Answer::from_lambda(&emulator.invoke(&valid).await);
+    assert_eq!(
+        stale.status,
+        200,
+        "served from the cached key: {}\n{}",
+        stale.body,
+        emulator.logs()
+    );
+
+    let logs = emulator.logs();
+    let lines = lines_by_invocation(&logs);
+    let emf = emf_lines(&lines);
+    let second = lines
+        .iter()
+        .filter(|(_, v)| v["message"] == "request")
+        .nth(1)
+        .and_then(|(id, _)| id.clone())
+        .expect("the second request's invocation");
+    let of_second: Vec<&Value> = emf.iter().filter(|l| l["request_id"] == second.as_str()).collect();
+    assert!(
+        of_second
+            .iter()
+            .any(|l| publishes(l, "SecretsServedStale", &[("Secret", "ABLY_API_KEY_SECRET_ID")])),
+        "a stale-secret metric in the second request:\n{logs}"
+    );
+    assert!(
+        of_second.iter().any(|l| publishes(
+            l,
+            "UpstreamFailures",
+            &[("Dependency", "SecretsManager"), ("Kind", "unreachable")]
+        )),
+        "a Secrets Manager failure in the second request:\n{logs}"
+    );
+    assert!(of_second
+        .iter()
+        .any(|l| publishes(l, "Requests", &[("Route", "issue-jwt"), ("Result", "issued")])));
+}
+
+/// Ably does not answer: the request is refused 504 / 50400 and its lines count an Ably
+/// timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the release binaries: make test-emulator"]
+async fn an_ably_timeout_emits_an_upstream_timeout_metric() {
+    let fake = FakeAbly::start(&[DEV_API_KEY]).await;
+    fake.fail_always(fake_ably::Fault::Hang);
+    let url = fake.url();
+    let env = settings("IssueAblyTokenFunction", &[("ABLY_REST_URL", &url)]);
+    let emulator = Emulator::start("issue-ably-token", &env).await;
+    let valid = std::fs::read_to_string(workspace().join("events/ably-token-get-valid-caller.json")).expect("event");
+    let answer = Answer::from_lambda(&emulator.invoke(&valid).await);
+    assert!(
+        answer.status == 504 || answer.status == 503,
+        "{} {}",
+        answer.status,
+        answer.body
+    );
+
+    let logs = emulator.logs();
+    let lines = lines_by_invocation(&logs);
+    let emf = emf_lines(&lines);
+    assert!(
+        emf.iter()
+            .any(|l| publishes(l, "UpstreamFailures", &[("Dependency", "Ably"), ("Kind", "timeout")])),
+        "an Ably timeout metric:\n{logs}"
+    );
+    let code = answer.code().to_string();
+    assert!(
+        emf.iter().any(|l| publishes(
+            l,
+            "Refusals",
+            &[("Route", "issue-ably-token"), ("ErrorCode", code.as_str())]
+        ) && l["Result"] == "refused_5xx"),
+        "the refusal counted with its code:\n{logs}"
+    );
+}

@@ -32,6 +32,22 @@ pub enum FetchError {
     Timeout { url: String, budget_ms: u64 },
 }
 
+impl FetchError {
+    /// The kind of failure, for the `UpstreamFailures` metric.
+    pub fn failure(&self) -> crate::metrics::Failure {
+        use crate::metrics::Failure;
+        match self {
+            FetchError::Timeout { .. } => Failure::Timeout,
+            FetchError::Unreachable { reason, .. } if reason.starts_with("timed out") => Failure::Timeout,
+            FetchError::Unreachable { .. } => Failure::Unreachable,
+            FetchError::Status { status, .. } => Failure::of_status(*status),
+            FetchError::TooLarge { .. } | FetchError::Malformed { .. } | FetchError::Insecure { .. } => {
+                Failure::Rejected
+            }
+        }
+    }
+}
+
 /// `GET url`, answering the body of a 2xx response.
 pub trait HttpGet: Send + Sync {
     fn get<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Document, FetchError>>;

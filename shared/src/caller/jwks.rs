@@ -617,6 +617,7 @@ impl JwksVerifier {
                 cache.failing_since_ms = None;
             }
             Err(e) => {
+                crate::metrics::upstream_failure(crate::metrics::Dependency::Jwks, e.failure());
                 cache.failed_at_ms = Some(ended);
                 cache.failing_since_ms.get_or_insert(started);
                 if cache.keys.is_some() {

@@ -3,6 +3,7 @@
 use super::{ReadError, SecretReader, SecretValue};
 use crate::env::{flag, ConfigError, Env};
 use crate::future::BoxFuture;
+use crate::metrics::{Dependency, Failure};
 use crate::secret::SecretString;
 use aws_sdk_secretsmanager::config::retry::RetryConfig;
 use aws_sdk_secretsmanager::config::timeout::TimeoutConfig;
@@ -163,10 +164,37 @@ impl SecretReader for AwsSecretReader {
 }
 
 /// Which failures are transient (serve the cached value, retry) and which are the
-/// operator's to fix.
+/// operator's to fix; each is counted in the `UpstreamFailures` metric by its kind.
 fn classify(e: SdkError<GetSecretValueError>) -> ReadError {
-    let detail = || DisplayErrorContext(&e).to_string();
-    match &e {
+    let error = read_error(&e);
+    crate::metrics::upstream_failure(Dependency::SecretsManager, failure_kind(&e, &error));
+    error
+}
+
+/// The metric kind of a failed `GetSecretValue`.
+fn failure_kind(e: &SdkError<GetSecretValueError>, error: &ReadError) -> Failure {
+    match e {
+        SdkError::TimeoutError(_) => Failure::Timeout,
+        SdkError::DispatchFailure(d) if d.is_timeout() => Failure::Timeout,
+        SdkError::DispatchFailure(_) => Failure::Unreachable,
+        SdkError::ServiceError(service) => match service.err().code() {
+            Some("ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded") => Failure::Throttled,
+            Some("RequestTimeout" | "RequestTimeoutException") => Failure::Timeout,
+            _ if matches!(error, ReadError::Unavailable(_)) => match service.raw().status().as_u16() {
+                429 => Failure::Throttled,
+                _ => Failure::ServerError,
+            },
+            _ => Failure::Rejected,
+        },
+        SdkError::ResponseError(_) => Failure::ServerError,
+        _ if matches!(error, ReadError::Unavailable(_)) => Failure::Unreachable,
+        _ => Failure::Rejected,
+    }
+}
+
+fn read_error(e: &SdkError<GetSecretValueError>) -> ReadError {
+    let detail = || DisplayErrorContext(e).to_string();
+    match e {
         SdkError::ServiceError(service) => {
             let err = service.err();
             let status = service.raw().status().as_u16();

@@ -131,6 +131,7 @@ impl<T: Send + Sync + 'static> SecretCache<T> {
     fn fall_back(&self, state: &State<T>, error: &SecretError, now: u64) -> Result<Arc<T>, SecretError> {
         match (error, &state.current) {
             (SecretError::Unavailable(_), Some(current)) if age(now, current.fetched_ms) <= self.settings.max_staleness => {
+                crate::metrics::secret_served_stale(self.secret.id_var);
                 Ok(current.value.clone())
             }
             (SecretError::Unavailable(why), Some(current)) => Err(SecretError::Unavailable(format!(
