@@ -7,7 +7,8 @@ Steps (each reported PASS/FAIL in the summary at the end; exit status 1 on any f
 1. engine   - start the project-local Docker engine (scripts/docker_engine.py: no bridge, no
               iptables), unless one of this project is already running;
 2. build    - `sam build --parameter-overrides Architecture=x86_64` (cargo-lambda and zig from
-              .tools/venv), the command of `make sam-build ARCH=x86_64`;
+              .tools/venv), the command of `make sam-build ARCH=x86_64`, after one
+              `cargo lambda build --release` of the four binaries (parallel links);
 3. image    - the offline stand-in for public.ecr.aws/lambda/provided:al2023-x86_64
               (scripts/sam_standin_image.py; FOR OFFLINE TESTS ONLY);
 4. invoke   - `sam local invoke <Function> -e events/<file> --env-vars <env.json + fake Ably>`
@@ -19,11 +20,11 @@ Steps (each reported PASS/FAIL in the summary at the end; exit status 1 on any f
               and in the token's claims apart from time and nonce. Tokens are checked
               independently: JWTs with PyJWT, TokenRequests by the fake Ably (Python hmac).
               The function's log has one request line with the answer's status, and no secret;
-4. api      - `sam local start-api` on the built template, then tests/sam/start_api.test.mjs:
+5. api      - `sam local start-api` on the built template, then tests/sam/start_api.test.mjs:
               ably-js gets a JWT (authUrl = the local API), a TokenRequest it exchanges at the
               fake Ably, an Ably Token; a 403 and a 401 with ErrorInfo; CORS preflight answered
               by the function;
-5. cleanup  - stop start-api, remove every container this run created (by label), stop the
+6. cleanup  - stop start-api, remove every container this run created (by label), stop the
               engine if this run started it. Also on failure and on Ctrl-C.
 
 SAM runs through scripts/sam_hostnet.py (host networking for the Lambda containers; no
@@ -342,6 +343,14 @@ def step_engine(report: Report) -> bool:
 
 def step_build(report: Report) -> None:
     start = time.monotonic()
+    # The four binaries in one cargo-lambda run first: cargo links (fat LTO) two at a time on
+    # two cores, and `sam build`'s four per-function runs of `cargo lambda build --release
+    # --bin NAME` (same flags, same features) then find them up to date.
+    prebuild = ["cargo", "lambda", "build", "--release"] + [a for _, fn, _ in FUNCTIONS for a in ("--bin", fn)]
+    print("+ " + " ".join(prebuild), flush=True)
+    if subprocess.run(prebuild, cwd=ROOT, env=sam_env()).returncode != 0:
+        report.add("build: cargo lambda build --release (the four functions)", False, "output above")
+        raise Failure("cargo lambda build failed")
     cmd = SAM + ["build", "--beta-features", "--parameter-overrides", "Architecture=x86_64"]
     print("+ sam " + " ".join(cmd[2:]), flush=True)
     out = subprocess.run(cmd, cwd=ROOT, env=sam_env())
