@@ -63,7 +63,7 @@ dev-token: ## print a dev caller token: make dev-token SUB=alice [ROLES=moderato
 # ---------------------------------------------------------------- checks and tests
 # `make test` runs each step below in order; add a step by appending a target to TEST_STEPS.
 
-TEST_STEPS := fmt-check clippy test-unit fuzz-regressions test-e2e lint-template test-template test-emulator perf-smoke browser-test test-cli policy-test
+TEST_STEPS := fmt-check clippy test-unit fuzz-regressions test-e2e lint-template test-template test-emulator perf-smoke browser-test test-cli policy-test test-sam
 
 .PHONY: test check fmt-check clippy test-unit test-e2e fmt
 test: ## everything CI runs: fmt, clippy, unit + integration tests, end-to-end tests
@@ -143,7 +143,14 @@ test-template: tools-py ## template.yaml through SAM's translator per parameter 
 test-emulator: release tools-py ## every function's release binary over its events/ under the Lambda emulator
 	cargo test -p integration-tests --test emulator -- --include-ignored
 
+# The Rust standard library cargo-lambda needs for ARCH (template default: arm64).
+SAM_TRIPLE := $(if $(filter x86_64,$(ARCH)),x86_64-unknown-linux-gnu,aarch64-unknown-linux-gnu)
+
 sam-build: tools-py ## sam build (cargo-lambda + zig from .tools/venv): make sam-build [ARCH=x86_64]
+	@test -d "$$(rustc --print sysroot)/lib/rustlib/$(SAM_TRIPLE)/lib" || { \
+	  echo "make sam-build: Architecture=$(or $(ARCH),arm64) needs the Rust standard library for $(SAM_TRIPLE)," >&2; \
+	  echo "  which is not installed: rustup target add $(SAM_TRIPLE)   (needs network access)." >&2; \
+	  echo "  Or build for this machine's architecture: make sam-build ARCH=x86_64" >&2; exit 2; }
 	$(SAM_ENV) $(SAM) build --beta-features $(if $(ARCH),--parameter-overrides Architecture=$(ARCH))
 
 deploy: tools-py ## sam build + sam deploy (--guided the first time): make deploy [ARCH=x86_64] [GUIDED=1]
@@ -165,6 +172,39 @@ browser-test: tools tools-browser ## the browser demo (examples/web) in headless
 
 demo: tools-npm ## serve the browser demo on http://127.0.0.1:$(DEMO_PORT) (run `make dev` in another terminal)
 	node examples/web/serve.mjs --port $(DEMO_PORT) --auth-url http://127.0.0.1:$(PORT)
+
+# ---------------------------------------------------------------- SAM in Docker, offline (README, "Running it with SAM locally")
+# A project-local Docker engine (Debian docker.io; dockerd with its data and socket in
+# .tools/docker, no bridge, no iptables), a stand-in for SAM's base image built from host
+# files (offline tests only), and SAM with its Lambda containers on the host network
+# (scripts/sam_hostnet.py). Every connection stays on 127.0.0.1.
+
+DOCKER_STAMP := $(TOOLS_DIR)/.docker-apt.stamp
+SAM_LOCAL_PORT ?= 3000
+
+.PHONY: tools-docker test-sam sam-local docker-start docker-stop
+
+tools-docker: $(DOCKER_STAMP) ## install Docker's engine (docker.io) and busybox-static from Debian (for test-sam, sam-local)
+$(DOCKER_STAMP):
+	@mkdir -p $(TOOLS_DIR)
+	@if command -v dockerd >/dev/null && dpkg -s busybox-static >/dev/null 2>&1; then :; else \
+	  pkgs="busybox-static"; command -v dockerd >/dev/null || pkgs="docker.io $$pkgs"; \
+	  apt-cache policy $$pkgs | grep -q 'Candidate: [0-9]' || apt-get update; \
+	  echo "apt-get install $$pkgs"; DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$pkgs; \
+	fi
+	@touch $@
+
+test-sam: tools tools-docker ## sam build, then sam local invoke of every event and ably-js through sam local start-api, in Docker (offline)
+	$(PYTHON) tests/sam/run.py
+
+sam-local: tools-py tools-docker ## sam build, then sam local start-api with the dev settings on 127.0.0.1 (SAM_LOCAL_PORT=3000; Docker)
+	$(PYTHON) scripts/sam_local.py --port $(SAM_LOCAL_PORT)
+
+docker-start: tools-py tools-docker ## start the project-local Docker engine (prints DOCKER_HOST)
+	@$(PYTHON) scripts/docker_engine.py start
+
+docker-stop: tools-py ## stop the project-local Docker engine (by its PID)
+	@$(PYTHON) scripts/docker_engine.py stop
 
 # ---------------------------------------------------------------- performance (docs/PERFORMANCE.md, docs/CAPACITY.md)
 # Measurements, not tests: none of these is part of `make test`.

@@ -64,7 +64,19 @@ def banner(port: int, router: dict[str, object], env_file: Path) -> str:
               "  never deploy them. Real deployments take the key from Secrets Manager / ABLY_API_KEY.", ""]
     for k, v in settings.items():
         lines.append(f"    {k}={v}")
+    lines += try_it(base, alice)
     lines += [
+        "",
+        "  (With the dev key the JWT is not accepted by Ably's servers; put a real key of a",
+        "   test app in your own env file and run `make dev DEV_ENV=path/to/file.env`.)",
+        bar,
+    ]
+    return "\n".join(lines)
+
+
+def try_it(base: str, alice: str) -> list[str]:
+    """The ready-to-paste curl and ably-js snippet (also printed by `make sam-local`)."""
+    return [
         "",
         "  Try it (token for alice, valid 1 h; more: make dev-token SUB=bob ROLES=moderator):",
         "",
@@ -80,12 +92,7 @@ def banner(port: int, router: dict[str, object], env_file: Path) -> str:
         "      authHeaders: { Authorization: 'Bearer ' + sessionToken },  // your app's session token",
         "      // authMethod: 'POST',  // optional: params in a form body instead of the query",
         "    });",
-        "",
-        "  (With the dev key the JWT is not accepted by Ably's servers; put a real key of a",
-        "   test app in your own env file and run `make dev DEV_ENV=path/to/file.env`.)",
-        bar,
     ]
-    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
