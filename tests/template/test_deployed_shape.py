@@ -72,6 +72,12 @@ class Function:
     output: str
     token_route: bool  # /auth/token-request and /auth/token use TokenRoutesPolicy when set
 
+    @property
+    def api_methods(self) -> frozenset[str]:
+        """The HTTP API's methods of this route: the function's, plus OPTIONS (CORS preflight,
+        answered by the function where API Gateway's CORS does not) on the issuing routes."""
+        return self.methods | ({"options"} if "get" in self.methods else set())
+
 
 FUNCTIONS = [
     Function("IssueJwtFunction", "issue-jwt", "/auth/jwt", frozenset({"get", "post"}),
@@ -285,7 +291,7 @@ class DeployedShape:
             extra = set(self.stack.of_type(f"AWS::ApiGatewayV2::{kind}"))
             self.assertEqual(extra, set(), self.where(f"AWS::ApiGatewayV2::{kind}") + ": defined outside the OpenAPI body")
         body = self.api_body()
-        expected = {f.route: set(f.methods) for f in FUNCTIONS}
+        expected = {f.route: set(f.api_methods) for f in FUNCTIONS}
         actual = {path: {m.lower() for m in item if m.lower() in HTTP_METHODS} for path, item in body.get("paths", {}).items()}
         self.assertEqual(actual, expected, self.where("AuthApi.Body.paths") + ": routes or methods differ")
         by_route = {f.route: f for f in FUNCTIONS}
@@ -315,7 +321,7 @@ class DeployedShape:
                 ((rid, perm),) = mine.items()
                 self.assertEqual(perm.get("Principal"), "apigateway.amazonaws.com", self.where(rid) + ": principal")
                 self.assertEqual(perm.get("Action"), "lambda:InvokeFunction", self.where(rid) + ": action")
-                methods = {m.upper() for m in fn.methods}
+                methods = {m.upper() for m in fn.api_methods}
                 allowed = {f"arn:aws:execute-api:{REGION}:{ACCOUNT}:<AuthApi>/*/{m}{fn.route}" for m in methods | {"*"}}
                 self.assertIn(perm.get("SourceArn"), allowed,
                               self.where(rid) + f": SourceArn is not scoped to this API's {fn.route}")
@@ -359,8 +365,12 @@ class DeployedShape:
                          {"issuer": self.param("CallerIssuer"), "audience": self.param("CallerAudience").split(",")},
                          f"{where}: issuer/audience are not CallerIssuer/CallerAudience")
         for path, method, op in self.operations():
-            self.assertEqual(op.get("security"), [{name: []}],
-                             self.where(f"AuthApi.Body.paths[{path}].{method}") + ": not behind the JWT authorizer")
+            where = self.where(f"AuthApi.Body.paths[{path}].{method}")
+            if method == "options":
+                # Browsers send no credentials on a preflight: it must never need the authorizer.
+                self.assertFalse(op.get("security"), f"{where}: the CORS preflight is behind the authorizer")
+                continue
+            self.assertEqual(op.get("security"), [{name: []}], f"{where}: not behind the JWT authorizer")
 
     def test_trusted_authorizer_context_has_no_way_around_the_authorizer(self):
         trusting = [f.logical_id for f in FUNCTIONS
