@@ -15,7 +15,8 @@ connection stays on 127.0.0.1.
 
 `start` is idempotent: a running engine of this project is reused (exit status 0, "already
 running"). `stop` ends only the PID in .tools/docker/dockerd.pid (dockerd stops its own
-containerd), waits for it, and removes nothing but the PID file and the socket.
+containerd), waits for it, removes the PID file and the socket, and unmounts what dockerd
+left mounted under its exec root (its netns file).
 """
 
 from __future__ import annotations
@@ -156,8 +157,31 @@ def stop() -> int:
         time.sleep(0.5)
     PIDFILE.unlink(missing_ok=True)
     socket_path().unlink(missing_ok=True)
+    unmount_leftovers()
     print(f"docker engine stopped (pid {pid})", file=sys.stderr)
     return 0
+
+
+def mounted_under(directory: Path) -> list[str]:
+    prefix = str(directory.resolve()) + "/"
+    points = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point.startswith(prefix):
+                points.append(point)
+    return points
+
+
+def unmount_leftovers() -> None:
+    """dockerd leaves its network namespace file (<exec-root>/netns/default) mounted after it
+    exits; unmount what is left under our exec root, so that the directory can be removed."""
+    for _ in range(10):  # mounts can be stacked: a bounded number of passes
+        points = mounted_under(exec_root())
+        if not points:
+            return
+        for point in sorted(points, key=len, reverse=True):
+            subprocess.run(["umount", point], capture_output=True)
 
 
 def status() -> int:
