@@ -7,6 +7,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+pub mod moto;
+
 pub const DEV_API_KEY: &str = "devApp.devKey:dev-key-secret-not-for-production";
 pub const DEV_KEY_NAME: &str = "devApp.devKey";
 pub const DEV_KEY_SECRET: &str = "dev-key-secret-not-for-production";
@@ -295,4 +297,18 @@ pub fn catalogue_add(catalogue: &mut EmfCatalogue, line: &serde_json::Value) {
             }
         }
     }
+}
+
+/// `len` deterministic bytes from `seed` (xorshift64*, the high byte of each step): the same
+/// on every run, for generated test inputs.
+pub fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.max(1);
+    (0..len)
+        .map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
+        })
+        .collect()
 }

@@ -12,6 +12,13 @@ pub fn push_string(out: &mut String, s: &str) {
 /// Append the escaped body of a JSON string literal (no quotes): `"` `\` and the control
 /// characters escaped exactly as `serde_json` escapes them; everything else as it is.
 pub fn push_escaped(out: &mut String, s: &str) {
+    // Writing to a `String` cannot fail.
+    let _ = write_escaped(out, s, false);
+}
+
+/// Write the escaped body of a JSON string literal to `out`, as [`push_escaped`] does; with
+/// `escape_del`, DEL (0x7f) is written `\u007f` too (log lines, read on terminals).
+pub fn write_escaped<W: std::fmt::Write + ?Sized>(out: &mut W, s: &str, escape_del: bool) -> std::fmt::Result {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
@@ -24,20 +31,21 @@ pub fn push_escaped(out: &mut String, s: &str) {
             0x08 => "\\b",
             0x0c => "\\f",
             0x00..=0x1f => "",
+            0x7f if escape_del => "",
             _ => continue,
         };
         // `b` is ASCII, so `i` is a char boundary.
-        out.push_str(&s[start..i]);
+        out.write_str(&s[start..i])?;
         if short.is_empty() {
-            out.push_str("\\u00");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
+            out.write_str("\\u00")?;
+            out.write_char(char::from(HEX[usize::from(b >> 4)]))?;
+            out.write_char(char::from(HEX[usize::from(b & 0xf)]))?;
         } else {
-            out.push_str(short);
+            out.write_str(short)?;
         }
         start = i + 1;
     }
-    out.push_str(&s[start..]);
+    out.write_str(&s[start..])
 }
 
 #[cfg(test)]

@@ -183,18 +183,6 @@ fn params(u: &mut Unstructured<'_>) -> Option<Vec<(String, String)>> {
     Some(pairs)
 }
 
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.max(1);
-    (0..len)
-        .map(|_| {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
-        })
-        .collect()
-}
-
 /// The corpus: the repository's policies, then generated ones that start-up accepts.
 fn policies() -> Vec<String> {
     let root = integration_tests::root();
@@ -209,7 +197,7 @@ fn policies() -> Vec<String> {
     let mut seed = 1u64;
     while out.len() < 160 && seed < 40_000 {
         seed += 1;
-        let data = bytes(seed, 256);
+        let data = integration_tests::pseudo_random_bytes(seed, 256);
         let Ok(doc) = harness::policy_doc(&mut Unstructured::new(&data)) else {
             continue;
         };
@@ -240,7 +228,7 @@ fn explain_agrees_with_what_the_service_answers_and_signs() {
             .filter(|r| !matches!(r, Route::TokenRequest | Route::AblyToken) || policy.check_token_route().is_ok())
             .collect();
         let services: Vec<(Route, Service)> = routes.iter().map(|r| (*r, service(text, *r, now_ms))).collect();
-        let data = bytes(0xd1ff + p as u64, 2048);
+        let data = integration_tests::pseudo_random_bytes(0xd1ff + p as u64, 2048);
         let mut u = Unstructured::new(&data);
         for c in 0..5 {
             let claims = if c == 4 { None } else { caller_claims(&mut u, now_s) };
