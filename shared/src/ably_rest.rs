@@ -475,7 +475,7 @@ impl HttpAbly {
         let mut retried_stale = false;
         let mut next = 0;
         while let Some(&(index, base)) = plan.get(next) {
-            let remaining = self.deadline.saturating_sub(started.elapsed());
+            let remaining = crate::deadline::bounded(self.deadline.saturating_sub(started.elapsed()));
             if remaining.is_zero() {
                 break;
             }
@@ -519,7 +519,7 @@ impl HttpAbly {
         }
         Err(last.unwrap_or_else(|| {
             AblyError::Timeout(format!(
-                "{operation}: no answer within the {} ms deadline for all attempts",
+                "{operation}: no answer in time ({} ms at most for all attempts, and no longer than the function timeout leaves)",
                 self.deadline.as_millis()
             ))
         }))

@@ -22,6 +22,7 @@ pub mod caller;
 pub mod capability;
 pub mod clock;
 pub mod config;
+pub mod deadline;
 pub mod deps;
 pub mod env;
 pub mod error;

@@ -296,12 +296,12 @@ pub async fn execute_within(
             issued_before: revocation.issued_before,
             allow_reauth_margin: revocation.allow_reauth_margin,
         };
-        let remaining = deadline.saturating_sub(started.elapsed());
+        let remaining = crate::deadline::bounded(deadline.saturating_sub(started.elapsed()));
         let answer = tokio::time::timeout(remaining, ably.revoke_tokens(key, &request))
             .await
             .unwrap_or_else(|_| {
                 Err(AblyError::Timeout(format!(
-                    "revokeTokens: the calls did not finish within {} ms",
+                    "revokeTokens: the calls did not finish in time ({} ms at most, and no longer than the function timeout leaves)",
                     deadline.as_millis()
                 )))
             })
@@ -683,6 +683,24 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(merged.success_count, 250);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batches_end_by_the_request_deadline_within_their_own() {
+        let key = ApiKey::parse("a.b:s").unwrap();
+        let started = tokio::time::Instant::now();
+        // 100 ms per batch, REVOKE_DEADLINE (7 s) for ten: the request's 250 ms cut it first.
+        let failure = crate::deadline::within(
+            started + Duration::from_millis(250),
+            execute(&Slow(100), &key, &revocation(1000)),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_millis(250));
+        assert!(matches!(failure.error, AblyError::Timeout(_)), "{failure:?}");
+        assert_eq!((failure.done, failure.total), (200, 1000));
+        let e = IssueError::from(failure);
+        assert_eq!((e.status(), e.code()), (504, 50400));
     }
 
     #[tokio::test]

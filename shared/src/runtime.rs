@@ -24,7 +24,8 @@ static COLD: AtomicBool = AtomicBool::new(true);
 /// refuses to start, naming the setting).
 ///
 /// Each invocation runs with its context (request id, X-Ray trace id, cold start) set for
-/// every log line it writes ([`crate::log::within`]).
+/// every log line it writes ([`crate::log::within`]), and with its deadline for every call to
+/// a dependency ([`crate::deadline`]).
 pub async fn run(route: Route) -> Result<(), Error> {
     crate::log::init();
     let started = std::time::Instant::now();
@@ -42,8 +43,12 @@ pub async fn run(route: Route) -> Result<(), Error> {
             cold_start: COLD.swap(false, Ordering::Relaxed),
             init_us,
         };
-        let answer = answer(service, event.payload.get(), event.context);
-        Ok::<_, Infallible>(crate::log::within(invocation, answer).await)
+        let deadline = crate::deadline::of_invocation(event.context.deadline);
+        let answer = crate::log::within(invocation, answer(service, event.payload.get(), event.context));
+        Ok::<_, Infallible>(match deadline {
+            Some(deadline) => crate::deadline::within(deadline, answer).await,
+            None => answer.await,
+        })
     }))
     .await
 }

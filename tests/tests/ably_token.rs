@@ -432,6 +432,32 @@ async fn rsc15_all_attempts_end_within_the_total_deadline_with_504() {
 }
 
 #[tokio::test]
+async fn one_request_s_ably_calls_together_end_by_the_invocation_deadline_with_504() {
+    // Ably's /time answers after 1.5 s, then requestToken hangs: 2 s allowed per call, so 3.5 s
+    // in all, against the 2 s the invocation has left. The answer leaves at the deadline.
+    let fake = FakeAbly::start(&[DEV_API_KEY]).await;
+    fake.fail_next(Fault::Slow(Duration::from_millis(1500)));
+    fake.fail_next(Fault::Hang);
+    let ably = http_ably(hosts(&fake.url(), &[]), Duration::from_secs(2)).with_deadline(Duration::from_secs(2));
+    let service = service_with_ably(Route::AblyToken, &fake, &[("ABLY_QUERY_TIME", Some("true"))], ably);
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let response = shared::deadline::within(deadline, service.handle(valid_caller())).await;
+    let elapsed = started.elapsed();
+    assert_error(&response, 504, 50400);
+    assert!(
+        elapsed >= Duration::from_millis(1950) && elapsed < Duration::from_millis(3000),
+        "{elapsed:?}"
+    );
+    let paths: Vec<String> = fake.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    assert!(
+        paths[0].starts_with("/time") && paths[1].contains("/requestToken"),
+        "{paths:?}"
+    );
+}
+
+#[tokio::test]
 async fn rsc15f_a_fallback_that_answered_is_asked_first_on_the_next_request() {
     let primary = FakeAbly::start(&[DEV_API_KEY]).await;
     let fallback = FakeAbly::start(&[DEV_API_KEY]).await;

@@ -595,7 +595,8 @@ impl JwksVerifier {
             }
             (cache.discovered_url.clone(), rediscover)
         };
-        let deadline = tokio::time::Instant::now() + self.fetch_deadline;
+        // One attempt takes its own bound at most, and no longer than the request has left.
+        let deadline = tokio::time::Instant::now() + crate::deadline::bounded(self.fetch_deadline);
         let outcome = self.fetch(known_url, rediscover, deadline).await;
         let ended = self.clock.now_ms();
         let mut cache = self.lock();

@@ -104,7 +104,18 @@ impl<T: Send + Sync + 'static> SecretCache<T> {
         if let Some(answer) = self.settled(max_age) {
             return answer;
         }
-        let read = self.reader.read(&self.secret.id).await;
+        // A read ends by the request's deadline too, like any other dependency call.
+        let read = crate::deadline::cut_off(self.reader.read(&self.secret.id))
+            .await
+            .unwrap_or_else(|| {
+                crate::metrics::upstream_failure(
+                    crate::metrics::Dependency::SecretsManager,
+                    crate::metrics::Failure::Timeout,
+                );
+                Err(ReadError::Unavailable(
+                    "no answer before the function timeout: the request's other calls used the time up".into(),
+                ))
+            });
         self.record(read)
     }
 
@@ -267,6 +278,7 @@ pub(crate) mod tests {
         pub calls: AtomicUsize,
         value: Mutex<Option<(String, u32)>>,
         fail: Mutex<Option<ReadError>>,
+        delay: Mutex<Duration>,
     }
 
     impl FakeReader {
@@ -281,6 +293,11 @@ pub(crate) mod tests {
             let mut v = self.value.lock().unwrap();
             let version = v.as_ref().map_or(1, |(_, n)| n + 1);
             *v = Some((value.to_owned(), version));
+        }
+
+        /// Make every read wait this long before answering.
+        pub fn delay(&self, delay: Duration) {
+            *self.delay.lock().unwrap() = delay;
         }
 
         /// Fail every read until [`Self::heal`].
@@ -303,6 +320,10 @@ pub(crate) mod tests {
                 self.calls.fetch_add(1, Ordering::SeqCst);
                 for _ in 0..5 {
                     tokio::task::yield_now().await;
+                }
+                let delay = *self.delay.lock().unwrap();
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
                 }
                 if let Some(e) = self.fail.lock().unwrap().clone() {
                     return Err(e);
@@ -454,6 +475,31 @@ pub(crate) mod tests {
             Err(SecretError::Unavailable(why)) => {
                 assert!(why.contains("maximum staleness") && why.contains("prod/ably"), "{why}")
             }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_past_the_request_deadline_serves_the_cached_value() {
+        let reader = FakeReader::with("one");
+        let (warm, clock) = cache(reader.clone());
+        get(&warm).await.unwrap();
+        clock.advance(Duration::from_secs(300));
+        reader.put("two");
+        reader.delay(Duration::from_secs(60));
+        let started = tokio::time::Instant::now();
+        let within = |ms| crate::deadline::within(started + Duration::from_millis(ms), get(&warm));
+        // The refresh hangs: cut off at the request's deadline, the cached value is served.
+        assert_eq!(within(400).await.unwrap(), "one");
+        assert_eq!(started.elapsed(), Duration::from_millis(400));
+        assert_eq!(reader.calls(), 2);
+        // With nothing cached, the same cut-off is the store being unavailable (a 503), saying why.
+        let cold = FakeReader::with("one");
+        cold.delay(Duration::from_secs(60));
+        let (cold_cache, _) = cache(cold.clone());
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+        match crate::deadline::within(deadline, get(&cold_cache)).await {
+            Err(SecretError::Unavailable(why)) => assert!(why.contains("function timeout"), "{why}"),
             other => panic!("{other:?}"),
         }
     }

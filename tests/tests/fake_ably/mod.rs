@@ -48,6 +48,8 @@ pub enum Fault {
     },
     /// Read the request, then never answer (the client times out).
     Hang,
+    /// Answer as usual, after this long.
+    Slow(Duration),
     /// Read the request, then close the connection without answering.
     Drop,
     /// Handle the request (a TokenRequest's nonce is used up), then close the connection
@@ -234,6 +236,10 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
             }
             Some(Fault::NotAbly { status, body }) => (status, vec![], body.to_owned()),
             Some(Fault::Pass) | None => route(&state, &request),
+            Some(Fault::Slow(delay)) => {
+                tokio::time::sleep(delay).await;
+                route(&state, &request)
+            }
             Some(Fault::Status {
                 status,
                 code,
