@@ -46,6 +46,9 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// `AWS_LAMBDA_FUNCTION_NAME`, on every line.
     pub function_name: Option<String>,
+    /// Said once at start-up: a Lambda log level above INFO with JSON logs, under which Lambda
+    /// itself drops the request lines, and with them the metrics the alarms read.
+    pub warning: Option<String>,
 }
 
 impl LogSettings {
@@ -70,10 +73,19 @@ impl LogSettings {
             Some(f) if f.trim().eq_ignore_ascii_case("text") => LogFormat::Text,
             _ => LogFormat::Json,
         };
+        // Lambda filters JSON lines by their `level` itself; the request lines are INFO.
+        let warning = match env.var("AWS_LAMBDA_LOG_LEVEL").as_deref().and_then(lambda_level) {
+            Some(level @ ("warn" | "error")) if format == LogFormat::Json => Some(format!(
+                "AWS_LAMBDA_LOG_LEVEL is {}: Lambda drops the INFO request lines, which carry the metrics, so the dashboard and the alarms see no traffic; set the function's log level (the template's LogLevel) to INFO",
+                level.to_ascii_uppercase()
+            )),
+            _ => None,
+        };
         LogSettings {
             filter: format!("{filter},{}=info", crate::metrics::TARGET),
             format,
             function_name: env.var("AWS_LAMBDA_FUNCTION_NAME"),
+            warning,
         }
     }
 }
@@ -104,6 +116,10 @@ pub fn init() {
     let _ = tracing::subscriber::set_global_default(subscriber);
     if let Some(e) = bad_filter {
         tracing::warn!(error = %e, "RUST_LOG is not a valid filter (see tracing_subscriber's EnvFilter); logging at info");
+    }
+    if let Some(warning) = &settings.warning {
+        // At ERROR, Lambda keeps only ERROR lines.
+        tracing::error!("{warning}");
     }
 }
 
@@ -331,26 +347,7 @@ struct Escaped<'a>(&'a mut dyn fmt::Write);
 
 impl fmt::Write for Escaped<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut plain = 0;
-        for (i, b) in s.bytes().enumerate() {
-            let escape = match b {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0..=0x1f | 0x7f => "",
-                _ => continue,
-            };
-            self.0.write_str(&s[plain..i])?;
-            if escape.is_empty() {
-                write!(self.0, "\\u{b:04x}")?;
-            } else {
-                self.0.write_str(escape)?;
-            }
-            plain = i + 1;
-        }
-        self.0.write_str(&s[plain..])
+        crate::json::write_escaped(self.0, s, true)
     }
 }
 
@@ -494,6 +491,28 @@ mod tests {
         let v: Value = serde_json::from_str(&lines[0]).unwrap();
         assert!(v.get("request_id").is_none() && v.get("cold_start").is_none(), "{v}");
         assert_eq!(v["init_us"], 12);
+    }
+
+    #[test]
+    fn a_lambda_log_level_above_info_is_warned_about_with_json_logs() {
+        for level in ["WARN", "ERROR", "FATAL"] {
+            let warning = settings(&[("AWS_LAMBDA_LOG_LEVEL", level)]).warning;
+            let warning = warning.unwrap_or_else(|| panic!("no warning at {level}"));
+            assert!(
+                warning.contains("drops the INFO request lines") && warning.contains("to INFO"),
+                "{warning}"
+            );
+        }
+        for quiet in [
+            &[("AWS_LAMBDA_LOG_LEVEL", "INFO")][..],
+            &[("AWS_LAMBDA_LOG_LEVEL", "DEBUG")],
+            &[],
+        ] {
+            assert_eq!(settings(quiet).warning, None, "{quiet:?}");
+        }
+        // Text logs are not filtered by Lambda.
+        let text = settings(&[("AWS_LAMBDA_LOG_LEVEL", "WARN"), ("AWS_LAMBDA_LOG_FORMAT", "Text")]);
+        assert_eq!(text.warning, None);
     }
 
     #[test]

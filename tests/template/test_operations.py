@@ -157,3 +157,14 @@ for _case in CASES:
     globals()[f"TestOperations_{_case.name}"] = type(
         f"TestOperations_{_case.name}", (Operations, unittest.TestCase),
         {"case": _case, "__doc__": _case.about, "__module__": __name__})
+
+
+class LogLevelKeepsTheMetrics(unittest.TestCase):
+    """Lambda drops JSON lines below its application log level itself, and the request lines
+    that carry the metrics are INFO: the template offers no level above INFO."""
+
+    def test_log_level_never_above_info(self):
+        levels = load_template()["Parameters"]["LogLevel"]["AllowedValues"]
+        self.assertIn("INFO", levels)
+        for level in levels:
+            self.assertIn(level, {"TRACE", "DEBUG", "INFO"}, f"LogLevel {level} would drop the metric lines")
