@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Settings the functions read. Inherited values are dropped so that the dev env file alone
 # decides (a stray TOKEN_POLICY in your shell would otherwise clash with TOKEN_POLICY_FILE).
-CONFIG_PREFIXES = ("ABLY_", "CALLER_", "TOKEN_POLICY", "CORS_", "SECRET_CACHE_", "AWS_ENDPOINT_URL")
+CONFIG_PREFIXES = ("ABLY_", "CALLER_", "TOKEN_POLICY", "TOKEN_ROUTES_POLICY", "CORS_", "SECRET_CACHE_", "AWS_ENDPOINT_URL")
 
 
 def routes() -> dict[str, object]:

@@ -10,6 +10,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::http::Cors;
 use crate::key_source::KeyConfig;
 use crate::policy::Policy;
+use crate::route::Route;
 use crate::secret::SecretString;
 use crate::secrets::{CacheSettings, SecretRef, SecretStore};
 use std::sync::Arc;
@@ -221,11 +222,26 @@ pub struct Config {
 }
 
 impl Config {
+    /// The configuration with the policy from `TOKEN_POLICY` / `TOKEN_POLICY_FILE`.
     pub fn from_env(env: &dyn Env) -> Result<Config, ConfigError> {
+        Self::read(env, None)
+    }
+
+    /// The configuration of `route`'s function: as [`Self::from_env`], except that the token
+    /// routes take their policy from `TOKEN_ROUTES_POLICY` / `TOKEN_ROUTES_POLICY_FILE` when
+    /// either is set ([`policy_for_route`]).
+    pub fn for_route(env: &dyn Env, route: Route) -> Result<Config, ConfigError> {
+        Self::read(env, Some(route))
+    }
+
+    fn read(env: &dyn Env, route: Option<Route>) -> Result<Config, ConfigError> {
         let key_revocable = flag(env, "ABLY_KEY_REVOCABLE")?;
         let key = KeyConfig::from_env(env)?;
         let secret_cache = CacheSettings::from_env(env)?;
-        let policy = policy_from_env(env, key_revocable)?;
+        let policy = match route {
+            Some(route) => policy_for_route(env, route, key_revocable)?,
+            None => policy_from_env(env, key_revocable)?,
+        };
         let caller = CallerConfig::from_env(env)?;
         let cors = Cors::parse(&env.var("CORS_ALLOWED_ORIGINS").unwrap_or_default())
             .map_err(|e| invalid("CORS_ALLOWED_ORIGINS", e.to_string()))?;
@@ -251,17 +267,40 @@ impl Config {
 
 /// `TOKEN_POLICY` (inline JSON) or `TOKEN_POLICY_FILE` (a path), exactly one.
 pub fn policy_from_env(env: &dyn Env, revocable: bool) -> Result<Policy, ConfigError> {
-    let text = match (env.var("TOKEN_POLICY"), env.var("TOKEN_POLICY_FILE")) {
-        (Some(_), Some(_)) => return Err(ConfigError::Ambiguous("TOKEN_POLICY", "TOKEN_POLICY_FILE")),
-        (Some(inline), None) => inline,
-        (None, Some(path)) => std::fs::read_to_string(path.trim())
-            .map_err(|e| invalid("TOKEN_POLICY_FILE", format!("cannot read {path:?}: {e}")))?,
-        (None, None) => {
-            return Err(ConfigError::Missing {
-                var: "TOKEN_POLICY",
-                hint: "set TOKEN_POLICY to the issuance policy JSON, or TOKEN_POLICY_FILE to its path (see README, \"Issuance policy\")",
-            })
+    read_policy(env, "TOKEN_POLICY", "TOKEN_POLICY_FILE", revocable)?.ok_or(ConfigError::Missing {
+        var: "TOKEN_POLICY",
+        hint: "set TOKEN_POLICY to the issuance policy JSON, or TOKEN_POLICY_FILE to its path (see README, \"Issuance policy\")",
+    })
+}
+
+/// The policy of `route`'s function. `/auth/token-request` and `/auth/token` take
+/// `TOKEN_ROUTES_POLICY` / `TOKEN_ROUTES_POLICY_FILE` when either is set (exactly one), so that
+/// one environment can serve every route: the token routes cannot issue the JWT-only fields a
+/// `TOKEN_POLICY` for `/auth/jwt` may have. Otherwise, and on the other routes, [`policy_from_env`].
+pub fn policy_for_route(env: &dyn Env, route: Route, revocable: bool) -> Result<Policy, ConfigError> {
+    if matches!(route, Route::TokenRequest | Route::AblyToken) {
+        if let Some(policy) = read_policy(env, "TOKEN_ROUTES_POLICY", "TOKEN_ROUTES_POLICY_FILE", revocable)? {
+            return Ok(policy);
         }
+    }
+    policy_from_env(env, revocable)
+}
+
+/// The policy in `inline` (JSON) or in the file `file` names, exactly one; `None` when neither
+/// is set.
+fn read_policy(
+    env: &dyn Env,
+    inline: &'static str,
+    file: &'static str,
+    revocable: bool,
+) -> Result<Option<Policy>, ConfigError> {
+    let text = match (env.var(inline), env.var(file)) {
+        (Some(_), Some(_)) => return Err(ConfigError::Ambiguous(inline, file)),
+        (Some(text), None) => text,
+        (None, Some(path)) => {
+            std::fs::read_to_string(path.trim()).map_err(|e| invalid(file, format!("cannot read {path:?}: {e}")))?
+        }
+        (None, None) => return Ok(None),
     };
-    Ok(Policy::from_json(&text, revocable)?)
+    Ok(Some(Policy::from_json(&text, revocable)?))
 }

@@ -65,7 +65,7 @@ impl Service {
         env: &dyn Env,
         secrets: Option<Arc<dyn SecretReader>>,
     ) -> Result<Service, ConfigError> {
-        let config = Config::from_env(env)?;
+        let config = Config::for_route(env, route)?;
         if !config.uses_secrets_manager() {
             return Ok(Service::new(route, Deps::from_config(config, route)?));
         }
@@ -82,7 +82,10 @@ impl Service {
     /// Build synchronously from `env` (tests, benchmarks). Secrets must be in `env` itself:
     /// a Secrets Manager secret id is refused here (use [`Self::init`]).
     pub fn from_env_with(route: Route, env: &dyn Env) -> Result<Service, ConfigError> {
-        Ok(Service::new(route, Deps::from_config(Config::from_env(env)?, route)?))
+        Ok(Service::new(
+            route,
+            Deps::from_config(Config::for_route(env, route)?, route)?,
+        ))
     }
 
     pub fn route(&self) -> Route {

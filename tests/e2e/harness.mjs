@@ -19,7 +19,7 @@ export const DEV_POLICY = JSON.parse(readFileSync(path.join(ROOT, 'dev', 'policy
 
 // Inherited settings that would change the functions' configuration are dropped: the env
 // file (and the test's overrides) alone decide.
-const CONFIG_PREFIXES = ['ABLY_', 'CALLER_', 'TOKEN_POLICY', 'CORS_', 'SECRET_CACHE_', 'AWS_ENDPOINT_URL'];
+const CONFIG_PREFIXES = ['ABLY_', 'CALLER_', 'TOKEN_POLICY', 'TOKEN_ROUTES_POLICY', 'CORS_', 'SECRET_CACHE_', 'AWS_ENDPOINT_URL'];
 
 // Waiting for readiness may include waiting for another cargo build to release the target
 // directory lock; this bounds start-up, it measures nothing.

@@ -21,13 +21,13 @@ import Ably from 'ably';
 import jwt from 'jsonwebtoken';
 import { startWatch, DEV_ENV, DEV_KEY_NAME, DEV_KEY_SECRET, DEV_CALLER_SECRET } from './harness.mjs';
 
-// The dev policy without channel claims and rate limits: TokenRequests and Ably Tokens cannot
-// carry them, and the token routes refuse a grant that has them (see README).
+// The dev policy without channel claims, rate limits and a revocation key: TokenRequests and
+// Ably Tokens cannot carry them, and the token routes refuse, at start-up, a policy that can
+// grant them (see README). Revocation by clientId and by revocation key still works.
 const TOKEN_POLICY = {
   clientId: '{sub}',
   ttlSeconds: 3600,
   capability: { 'chat:*': ['subscribe', 'history'], 'chat:{sub}': ['publish', 'subscribe', 'presence'] },
-  revocationKey: '{org}',
   roles: {
     claim: 'roles',
     grants: {
@@ -53,6 +53,7 @@ before(async () => {
   watch = await startWatch({
     env: {
       TOKEN_POLICY_FILE: policyFile,
+      TOKEN_ROUTES_POLICY_FILE: policyFile,
       ABLY_REST_URL: fake.url,
       ABLY_KEY_REVOCABLE: 'true',
     },

@@ -1,6 +1,8 @@
 //! The development settings shipped in `dev/` start every function and behave as the
-//! README says: `dev/dev.env` for JWTs (the token routes refuse its policy at start-up),
-//! `dev/token-routes.env` for the token routes.
+//! README says: `dev/dev.env` serves every route (`/auth/jwt` and `/auth/revoke` with
+//! `dev/policy.json`, the token routes with `dev/policy-token-routes.json` through
+//! `TOKEN_ROUTES_POLICY_FILE`, as they refuse the JWT-only fields of the other);
+//! `dev/token-routes.env` gives every route the token routes' policy.
 
 use base64::Engine;
 use integration_tests::*;
@@ -19,7 +21,7 @@ fn env_file(name: &str) -> HashMap<String, String> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| {
-            let v = if k == "TOKEN_POLICY_FILE" {
+            let v = if k.ends_with("_FILE") {
                 root().join(v).display().to_string()
             } else {
                 v.to_owned()
@@ -54,19 +56,60 @@ fn text(body: &Body) -> String {
 }
 
 #[test]
-fn token_routes_env_starts_every_function_and_dev_env_the_jwt_and_revoke_ones() {
+fn both_dev_envs_start_every_function() {
     for route in ROUTES {
         let _ = service("dev/token-routes.env", route);
-    }
-    for route in [Route::Jwt, Route::Revoke] {
         let _ = service("dev/dev.env", route);
     }
 }
 
 #[tokio::test]
+async fn dev_env_issues_jwts_by_the_jwt_policy_and_token_requests_by_the_token_routes_policy() {
+    // /auth/jwt ignores TOKEN_ROUTES_POLICY_FILE: its JWT carries dev/policy.json's channel claim.
+    let request = lambda_http::http::Request::builder()
+        .uri("http://127.0.0.1:9000/auth/jwt")
+        .header("authorization", alice_get().headers()["authorization"].clone())
+        .body(Body::Empty)
+        .expect("request");
+    let answered = service("dev/dev.env", Route::Jwt).handle(request).await;
+    assert_eq!(answered.status().as_u16(), 200, "{}", text(answered.body()));
+    let (_, claims) = verify_ably_jwt(&text(answered.body()), DEV_KEY_SECRET);
+    assert_eq!(claims["ably.channel.chat:*"], r#"{"name":"Alice"}"#, "{claims}");
+    // The token route, from the same file, answers a TokenRequest.
+    let answered = service("dev/dev.env", Route::TokenRequest).handle(alice_get()).await;
+    assert_eq!(answered.status().as_u16(), 200, "{}", text(answered.body()));
+}
+
+#[test]
+fn token_routes_policy_must_be_given_once_and_keeps_the_jwt_only_check() {
+    let mut env = env_file("dev/dev.env");
+    env.insert("TOKEN_ROUTES_POLICY".into(), "{}".into());
+    let both = env.clone();
+    let message = match Service::from_env_with(Route::TokenRequest, &move |k: &str| both.get(k).cloned()) {
+        Ok(_) => panic!("started with TOKEN_ROUTES_POLICY and TOKEN_ROUTES_POLICY_FILE"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        message.contains("TOKEN_ROUTES_POLICY") && message.contains("TOKEN_ROUTES_POLICY_FILE"),
+        "{message}"
+    );
+    env.remove("TOKEN_ROUTES_POLICY_FILE");
+    env.insert(
+        "TOKEN_ROUTES_POLICY".into(),
+        std::fs::read_to_string(root().join("dev/policy.json")).expect("dev policy"),
+    );
+    let message = match Service::from_env_with(Route::AblyToken, &move |k: &str| env.get(k).cloned()) {
+        Ok(_) => panic!("a token route started with JWT-only fields in TOKEN_ROUTES_POLICY"),
+        Err(e) => e.to_string(),
+    };
+    assert!(message.contains("`channelClaims`"), "{message}");
+}
+
+#[tokio::test]
 async fn token_routes_refuse_the_jwt_only_dev_policy_at_start_up_and_serve_the_token_routes_policy() {
     for route in [Route::TokenRequest, Route::AblyToken] {
-        let env = env_file("dev/dev.env");
+        let mut env = env_file("dev/dev.env");
+        env.remove("TOKEN_ROUTES_POLICY_FILE");
         let message = match Service::from_env_with(route, &move |k: &str| env.get(k).cloned()) {
             Ok(_) => panic!("{route:?} must not start with dev/policy.json"),
             Err(e) => e.to_string(),
