@@ -493,6 +493,39 @@ def step_api(report: Report, fake: FakeAbly, tmp: Path) -> None:
         report.add(f"api: {lid} logged the requests it answered ({len(served)})", bool(served), tail(log_path))
 
 
+def step_api_with_authorizer(report: Report, fake: FakeAbly, tmp: Path) -> None:
+    """The template's other branch: ApiJwtAuthorizer=true puts the JWT authorizer on every route
+    (`security: [{CallerJwt: []}]`) and sets CALLER_TRUST_AUTHORIZER. SAM's local API must
+    accept it too. SAM runs no JWT authorizer locally, so the function sees no authorizer
+    context and no credential, and issues env.json's anonymous grant itself."""
+    env_file = write_env_file(tmp, "start-api-authorizer-env.json", fake.url, drop=("CALLER_TRUST_AUTHORIZER",))
+    port = free_port()
+    log_path = tmp / "start-api-authorizer.log"
+    overrides = ["Architecture=x86_64", "ApiJwtAuthorizer=true", "CallerIssuer=https://issuer.example.com",
+                 "CallerAudience=ably-auth-tests"]
+    cmd = SAM + ["local", "start-api", "--host", "127.0.0.1", "--port", str(port), "--env-vars", str(env_file),
+                 "--skip-pull-image", "--parameter-overrides", " ".join(overrides), "--warm-containers", "LAZY"]
+    print("+ sam " + " ".join(cmd[2:]), flush=True)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=sam_env(), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        ready = wait_api_ready(proc, base, log_path)
+        if not report.add("api (ApiJwtAuthorizer=true): sam local start-api serves the template", ready,
+                          tail(log_path)):
+            return
+        try:
+            with urllib.request.urlopen(f"{base}/auth/jwt", timeout=60) as res:
+                status, kind = res.status, res.headers.get("content-type")
+        except urllib.error.HTTPError as e:
+            status, kind = e.code, e.headers.get("content-type")
+        report.add("api (ApiJwtAuthorizer=true): no authorizer context, no credential: the anonymous JWT",
+                   (status, kind) == (200, "application/jwt"), f"got {status} {kind}\n{tail(log_path)}")
+    finally:
+        stop_process(proc)
+
+
 def tail(path: Path, n: int = 4000) -> str:
     try:
         return path.read_text(errors="replace")[-n:]
@@ -579,6 +612,7 @@ def main(argv: list[str]) -> int:
             step_invoke(report, fake, tmp, max(1, args.jobs))
         if args.only in (None, "api"):
             step_api(report, fake, tmp)
+            step_api_with_authorizer(report, fake, tmp)
     except Failure as e:
         report.add("stopped", False, str(e))
     except KeyboardInterrupt as e:

@@ -47,7 +47,7 @@ before(() => {
   for (const url of [API, FAKE]) assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/, 'loopback only');
 });
 
-function callerToken({ sub = 'alice', name = 'Alice', org = 'acme', roles = [], ttl = 3600, iat } = {}) {
+function callerToken({ sub = 'alice', name = 'Alice', org = 'acme', roles = [], ttl = 7200, iat } = {}) {
   const now = iat ?? Math.floor(Date.now() / 1000);
   return jwt.sign({ sub, name, org, roles, iat: now, exp: now + ttl }, DEV.CALLER_HS256_SECRET, {
     algorithm: 'HS256',
