@@ -258,6 +258,149 @@ fn policy_test_passes_the_shipped_cases_and_fails_a_wrong_expectation() {
 }
 
 #[test]
+fn the_chat_example_policy_is_valid_and_passes_its_cases() {
+    let (code, out, _) = run(
+        &[
+            "policy",
+            "check",
+            "examples/policies/chat.json",
+            "--route",
+            "jwt",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let v = json_of(&out);
+    assert_eq!(
+        (v["ok"].clone(), v["warnings"].clone()),
+        (json!(true), json!([])),
+        "{out}"
+    );
+    let (code, out, _) = run(
+        &[
+            "policy",
+            "test",
+            "examples/policies/chat.json",
+            "examples/policy-tests/chat.cases.json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.ends_with("5 passed, 0 failed\n"), "{out}");
+}
+
+/// Every kind of expectation, each written wrong once against dev/policy.json: each case
+/// fails with its own message (a check that silently passed would show as "ok").
+#[test]
+fn policy_test_fails_each_kind_of_wrong_expectation_with_its_message() {
+    let alice = json!({"sub": "alice", "name": "Alice", "org": "acme"});
+    let wrong = [
+        ("status", json!({"status": 403}), "expected status 403, got 200"),
+        ("code", json!({"code": 40100}), "expected code 40100, got null"),
+        (
+            "clientId",
+            json!({"clientId": "bob"}),
+            r#"expected clientId "bob", got "alice""#,
+        ),
+        (
+            "revocationKey",
+            json!({"revocationKey": "other"}),
+            r#"expected revocationKey "other", got "acme""#,
+        ),
+        (
+            "mayRevoke",
+            json!({"mayRevoke": true}),
+            "expected mayRevoke true, got false",
+        ),
+        (
+            "channelClaims",
+            json!({"channelClaims": {"chat:*": "nobody"}}),
+            r#"expected channelClaims {"chat:*":"nobody"}, got"#,
+        ),
+        (
+            "roomClaims",
+            json!({"roomClaims": {"room": "x"}}),
+            r#"expected roomClaims {"room":"x"}, got"#,
+        ),
+        ("rateLimits", json!({"rateLimits": {}}), "expected rateLimits {}, got"),
+        (
+            "capability",
+            json!({"capability": {"chat:*": ["subscribe"]}}),
+            r#"expected capability {"chat:*":["subscribe"]}, got"#,
+        ),
+        (
+            "capabilityIncludes",
+            json!({"capabilityIncludes": {"chat:bob": ["publish"]}}),
+            "expected the capability to include",
+        ),
+        (
+            "capabilityExcludes",
+            json!({"capabilityExcludes": {"chat:alice": ["publish"]}}),
+            r#"expected the capability to exclude {"chat:alice":["publish"]}, but it grants {"chat:alice":["publish"]}"#,
+        ),
+        (
+            "ttlSeconds",
+            json!({"ttlSeconds": 60}),
+            "expected ttlSeconds 60, got 3600",
+        ),
+        (
+            "ttlSeconds bounds",
+            json!({"ttlSeconds": {"min": 10, "max": 100}}),
+            r#"expected ttlSeconds {"max":100,"min":10}, got 3600"#,
+        ),
+        (
+            "claims",
+            json!({"claims": {"x-ably-revocation-key": "other"}}),
+            r#"expected JWT claim "x-ably-revocation-key" = "other", got "acme""#,
+        ),
+        (
+            "claimsPresent",
+            json!({"claimsPresent": ["ably.no.such.claim"]}),
+            r#"expected JWT claim "ably.no.such.claim", which is absent"#,
+        ),
+        (
+            "claimsAbsent",
+            json!({"claimsAbsent": ["x-ably-revocation-key"]}),
+            r#"expected no JWT claim "x-ably-revocation-key", got "acme""#,
+        ),
+        (
+            "dropped",
+            json!({"dropped": ["{org}"]}),
+            r#"expected dropped entries ["{org}"], got []"#,
+        ),
+    ];
+    let mut cases: Vec<Value> = wrong
+        .iter()
+        .map(|(name, expect, _)| json!({"name": name, "claims": alice, "expect": expect}))
+        .collect();
+    cases.push(json!({
+        "name": "messageContains",
+        "route": "revoke",
+        "anonymous": true,
+        "expect": {"status": 401, "messageContains": "no such words"}
+    }));
+    let file = temp_file("every-check.cases.json", &json!({ "cases": cases }).to_string());
+    let (code, out, _) = run(&["policy", "test", "dev/policy.json", file.to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "{out}");
+    for (name, _, message) in &wrong {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("FAIL  {name}: ")))
+            .unwrap_or_else(|| panic!("{name} did not fail:\n{out}"));
+        assert!(line.contains(message), "{name}: {line}");
+    }
+    assert!(
+        out.contains(r#"FAIL  messageContains: expected the message to contain "no such words""#),
+        "{out}"
+    );
+    assert!(
+        out.ends_with(&format!("0 passed, {} failed\n", wrong.len() + 1)),
+        "{out}"
+    );
+}
+
+#[test]
 fn dev_token_is_an_hs256_session_token_that_decode_explains() {
     let (code, out, _) = run(
         &[

@@ -903,6 +903,28 @@ fn boundary_events(valid: &str) -> Vec<(&'static str, String, Option<u16>)> {
             r#"{"Records":[{"eventSource":"aws:sqs"}]}"#.to_owned(),
             Some(400),
         ),
+        (
+            "REST query parameter with an empty value list",
+            edited(&rest, |e| {
+                e["path"] = path.clone();
+                e["multiValueQueryStringParameters"] = json!({"capability": []});
+            }),
+            Some(400),
+        ),
+        (
+            "25,000 header names",
+            edited(&v2, |e| {
+                let flood: serde_json::Map<String, Value> =
+                    (0..25_000).map(|i| (format!("h{i}"), json!("v"))).collect();
+                e["headers"] = Value::Object(flood);
+            }),
+            Some(400),
+        ),
+        (
+            "cookie with a control character",
+            edited(&v2, |e| e["cookies"] = json!(["session=a\u{1}b"])),
+            Some(400),
+        ),
     ]
 }
 
@@ -959,7 +981,7 @@ async fn bad_raw_events_are_answered_without_restarting_the_container() {
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|l| l["outcome"] == "bad_event")
             .count();
-        assert_eq!(refused, 7, "{function}: one log line per refused event:\n{logs}");
+        assert_eq!(refused, 10, "{function}: one log line per refused event:\n{logs}");
         eprintln!("{function}: {invocations} invocations, {inits} init");
     }
 }
@@ -1131,76 +1153,13 @@ async fn every_log_line_carries_the_invocation_id_the_emulator_assigned() {
     );
 }
 
-/// A `moto_server` (Secrets Manager) on loopback, killed by its id when dropped.
-struct Moto {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Moto {
-    async fn start_with_secret(name: &str, value: &str) -> Moto {
-        let binary = std::env::var_os("MOTO_SERVER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace().join(".tools/venv/bin/moto_server"));
-        let port = free_port();
-        let child = Command::new(&binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} (make tools): {e}", binary.display()));
-        let moto = Moto {
-            child: Some(child),
-            port,
-        };
-        for _ in 0..1200 {
-            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
-        let config = aws_sdk_secretsmanager::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(moto.url())
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-            .build();
-        aws_sdk_secretsmanager::Client::from_conf(config)
-            .create_secret()
-            .name(name)
-            .secret_string(value)
-            .send()
-            .await
-            .expect("CreateSecret");
-        moto
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// Secrets Manager goes away: the next request after the cache TTL is still issued from the
 /// cached key and its lines count a stale secret and a Secrets Manager failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the release binaries: make test-emulator"]
 async fn a_secrets_manager_outage_served_stale_emits_its_metrics() {
-    let mut moto = Moto::start_with_secret("prod/ably", DEV_API_KEY).await;
+    let mut moto = integration_tests::moto::Moto::start();
+    moto.create_secret("prod/ably", DEV_API_KEY).await;
     let url = moto.url();
     let env = settings(
         "IssueJwtFunction",

@@ -7,8 +7,8 @@
 //! dashboard widget of `template.yaml` against.
 //!
 //! After changing the metrics: `UPDATE_METRICS_CATALOGUE=1 cargo test -p integration-tests
-//! --test metrics_catalogue`, then review the diff. One test in its own binary: it installs
-//! the global subscriber.
+//! --test metrics_catalogue`, then review the diff. The catalogue test has its own binary (it
+//! installs the global subscriber), shared only with a check of the EMF validator itself.
 
 use integration_tests::*;
 use serde_json::{json, Value};
@@ -158,4 +158,90 @@ fn emitted_metrics_follow_the_emf_specification_and_match_the_committed_catalogu
         committed, pretty,
         "{CATALOGUE} differs from the metrics the code emits: run UPDATE_METRICS_CATALOGUE=1 cargo test -p integration-tests --test metrics_catalogue, review, commit"
     );
+}
+
+/// The validator the tests above rely on refuses each kind of break of the specification
+/// (a validator that accepted anything would let every EMF test pass).
+#[test]
+fn the_emf_validator_refuses_each_break_of_the_specification() {
+    let valid = json!({
+        "_aws": {"Timestamp": 1_700_000_000_000u64, "CloudWatchMetrics": [{
+            "Namespace": "AblyAuth/test",
+            "Dimensions": [["Route"]],
+            "Metrics": [{"Name": "Requests", "Unit": "Count"}]
+        }]},
+        "Route": "issue-jwt",
+        "Requests": 1
+    });
+    assert_eq!(emf_problems(&valid), Vec::<String>::new());
+    type Break = (&'static str, fn(&mut Value), &'static str);
+    let broken: [Break; 12] = [
+        ("not an object", |v| *v = json!([1]), "root node"),
+        (
+            "no metadata",
+            |v| drop(v.as_object_mut().unwrap().remove("_aws")),
+            "no `_aws`",
+        ),
+        (
+            "no timestamp",
+            |v| drop(v["_aws"].as_object_mut().unwrap().remove("Timestamp")),
+            "Timestamp",
+        ),
+        ("unknown metadata", |v| v["_aws"]["Extra"] = json!(1), "\"Extra\""),
+        (
+            "no directives",
+            |v| v["_aws"]["CloudWatchMetrics"] = json!([]),
+            "is empty",
+        ),
+        (
+            "empty namespace",
+            |v| v["_aws"]["CloudWatchMetrics"][0]["Namespace"] = json!(""),
+            "Namespace",
+        ),
+        (
+            "dimension without a value",
+            |v| drop(v.as_object_mut().unwrap().remove("Route")),
+            "dimension \"Route\"",
+        ),
+        (
+            "31 dimensions",
+            |v| {
+                let keys: Vec<String> = (0..31).map(|i| format!("D{i}")).collect();
+                for k in &keys {
+                    v[k.as_str()] = json!("x");
+                }
+                v["_aws"]["CloudWatchMetrics"][0]["Dimensions"] = json!([keys]);
+            },
+            "more than 30",
+        ),
+        (
+            "metric without a number",
+            |v| v["Requests"] = json!("1"),
+            "metric \"Requests\"",
+        ),
+        (
+            "unknown unit",
+            |v| v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"] = json!("Requests"),
+            "not a CloudWatch unit",
+        ),
+        (
+            "bad resolution",
+            |v| v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["StorageResolution"] = json!(5),
+            "StorageResolution",
+        ),
+        (
+            "metric that is a dimension",
+            |v| {
+                v["_aws"]["CloudWatchMetrics"][0]["Dimensions"] = json!([["Requests"]]);
+                v["Requests"] = json!(1);
+            },
+            "both a metric and a dimension",
+        ),
+    ];
+    for (what, edit, needle) in broken {
+        let mut line = valid.clone();
+        edit(&mut line);
+        let problems = emf_problems(&line);
+        assert!(problems.iter().any(|p| p.contains(needle)), "{what}: {problems:?}");
+    }
 }

@@ -69,7 +69,8 @@ fn schema_errors(docs: &[Value]) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The policies the repository ships: dev/, examples/policies/, and the README's examples.
+/// The policies the repository ships and runs: dev/, examples/policies/, env.json, the
+/// template's default, the integration tests' policies, and the README's examples.
 fn repository_policies() -> Vec<(String, Value)> {
     let root = integration_tests::root();
     let mut out = Vec::new();
@@ -78,8 +79,48 @@ fn repository_policies() -> Vec<(String, Value)> {
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "json") {
                 let text = std::fs::read_to_string(&path).unwrap();
-                out.push((path.display().to_string(), serde_json::from_str(&text).unwrap()));
+                let name = format!("{dir}/{}", entry.file_name().to_string_lossy());
+                out.push((name, serde_json::from_str(&text).unwrap()));
             }
+        }
+    }
+    // The development settings for `sam local` (env.json): each function's TOKEN_POLICY.
+    let env: Value = serde_json::from_str(&std::fs::read_to_string(root.join("env.json")).unwrap()).unwrap();
+    for (function, vars) in env.as_object().unwrap() {
+        if let Some(policy) = vars["TOKEN_POLICY"].as_str() {
+            out.push((
+                format!("env.json {function}.TOKEN_POLICY"),
+                serde_json::from_str(policy).unwrap(),
+            ));
+        }
+    }
+    // The template's default TokenPolicy (one line after `Default: >-`).
+    let template = std::fs::read_to_string(root.join("template.yaml")).unwrap();
+    let default = template
+        .split("\n  TokenPolicy:\n")
+        .nth(1)
+        .and_then(|rest| rest.split("Default: >-\n").nth(1))
+        .and_then(|rest| rest.lines().next())
+        .expect("template.yaml: TokenPolicy's Default");
+    out.push((
+        "template.yaml TokenPolicy default".into(),
+        serde_json::from_str(default.trim()).unwrap(),
+    ));
+    // The policies the integration tests configure (their raw-string `POLICY` constants).
+    let tests = root.join("tests/tests");
+    let mut sources: Vec<_> = std::fs::read_dir(&tests).unwrap().flatten().map(|e| e.path()).collect();
+    sources.push(tests.join("caller_support/mod.rs"));
+    for path in sources.into_iter().filter(|p| p.extension().is_some_and(|e| e == "rs")) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, block) in text.split("POLICY: &str = r#\"").skip(1).enumerate() {
+            let policy = block.split("\"#").next().unwrap();
+            let name = format!(
+                "{} POLICY #{}",
+                path.strip_prefix(&root).unwrap_or(&path).display(),
+                i + 1
+            );
+            let doc = serde_json::from_str(policy).unwrap_or_else(|e| panic!("{name}: {e}"));
+            out.push((name, doc));
         }
     }
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
@@ -99,7 +140,7 @@ fn repository_policies() -> Vec<(String, Value)> {
 fn every_policy_in_the_repository_is_valid_for_the_schema_and_the_parser() {
     let policies = repository_policies();
     assert!(
-        policies.len() >= 5,
+        policies.len() >= 15,
         "found only {:?}",
         policies.iter().map(|p| &p.0).collect::<Vec<_>>()
     );
@@ -112,7 +153,7 @@ fn every_policy_in_the_repository_is_valid_for_the_schema_and_the_parser() {
         Policy::from_json(&doc.to_string(), false).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
     for (name, doc) in &policies {
-        if name.contains("dev/") || name.contains("examples/") {
+        if name.starts_with("dev/") || name.starts_with("examples/") {
             assert!(
                 doc["$schema"]
                     .as_str()
@@ -123,24 +164,12 @@ fn every_policy_in_the_repository_is_valid_for_the_schema_and_the_parser() {
     }
 }
 
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.max(1);
-    (0..len)
-        .map(|_| {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
-        })
-        .collect()
-}
-
 #[test]
 fn the_schema_and_the_parser_agree_on_generated_policies() {
     // Generated documents: every one the parser accepts (about 1 in 80), a sample of the rest.
     let (mut valid, mut invalid) = (Vec::new(), Vec::new());
     for seed in 1..25_000u64 {
-        let data = bytes(0x5c4e_4a00 + seed, 200);
+        let data = integration_tests::pseudo_random_bytes(0x5c4e_4a00 + seed, 200);
         if let Ok(doc) = harness::policy_doc(&mut Unstructured::new(&data)) {
             if Policy::from_json(&doc.to_string(), false).is_ok() {
                 valid.push(doc);
