@@ -454,20 +454,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def step_api(report: Report, fake: FakeAbly, tmp: Path) -> None:
-    # The template decides CALLER_TRUST_AUTHORIZER (its UseApiJwtAuthorizer condition: false
-    # here, as no authorizer runs), not env.json's value for the authorizer-context events.
-    env_file = write_env_file(tmp, "start-api-env.json", fake.url, drop=("CALLER_TRUST_AUTHORIZER",))
+def start_api(fake: FakeAbly, tmp: Path, name: str, overrides: list[str], warm: str) -> tuple[subprocess.Popen, str, Path]:
+    """`sam local start-api` on a free loopback port with env.json (the fake Ably; the template
+    decides CALLER_TRUST_AUTHORIZER) and `overrides`; its output in `tmp/<name>.log`."""
+    env_file = write_env_file(tmp, f"{name}-env.json", fake.url, drop=("CALLER_TRUST_AUTHORIZER",))
     port = free_port()
-    log_path = tmp / "start-api.log"
+    log_path = tmp / f"{name}.log"
     cmd = SAM + ["local", "start-api", "--host", "127.0.0.1", "--port", str(port), "--env-vars", str(env_file),
-                 "--skip-pull-image", "--parameter-overrides", "Architecture=x86_64", "--warm-containers", "EAGER"]
+                 "--skip-pull-image", "--parameter-overrides", " ".join(overrides), "--warm-containers", warm]
     print("+ sam " + " ".join(cmd[2:]), flush=True)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=sam_env(), stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, f"http://127.0.0.1:{port}", log_path
+
+
+def step_api(report: Report, fake: FakeAbly, tmp: Path) -> None:
+    # The template decides CALLER_TRUST_AUTHORIZER (its UseApiJwtAuthorizer condition: false
+    # here, as no authorizer runs), not env.json's value for the authorizer-context events.
+    proc, base, log_path = start_api(fake, tmp, "start-api", ["Architecture=x86_64"], "EAGER")
     try:
-        base = f"http://127.0.0.1:{port}"
         ready = wait_api_ready(proc, base, log_path)
         if not report.add("api: sam local start-api serves the shipped template", ready, tail(log_path)):
             return
@@ -498,19 +504,10 @@ def step_api_with_authorizer(report: Report, fake: FakeAbly, tmp: Path) -> None:
     (`security: [{CallerJwt: []}]`) and sets CALLER_TRUST_AUTHORIZER. SAM's local API must
     accept it too. SAM runs no JWT authorizer locally, so the function sees no authorizer
     context and no credential, and issues env.json's anonymous grant itself."""
-    env_file = write_env_file(tmp, "start-api-authorizer-env.json", fake.url, drop=("CALLER_TRUST_AUTHORIZER",))
-    port = free_port()
-    log_path = tmp / "start-api-authorizer.log"
     overrides = ["Architecture=x86_64", "ApiJwtAuthorizer=true", "CallerIssuer=https://issuer.example.com",
                  "CallerAudience=ably-auth-tests"]
-    cmd = SAM + ["local", "start-api", "--host", "127.0.0.1", "--port", str(port), "--env-vars", str(env_file),
-                 "--skip-pull-image", "--parameter-overrides", " ".join(overrides), "--warm-containers", "LAZY"]
-    print("+ sam " + " ".join(cmd[2:]), flush=True)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=sam_env(), stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    proc, base, log_path = start_api(fake, tmp, "start-api-authorizer", overrides, "LAZY")
     try:
-        base = f"http://127.0.0.1:{port}"
         ready = wait_api_ready(proc, base, log_path)
         if not report.add("api (ApiJwtAuthorizer=true): sam local start-api serves the template", ready,
                           tail(log_path)):

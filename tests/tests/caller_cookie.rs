@@ -8,15 +8,6 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use lambda_http::request::from_str;
 use serde_json::{json, Value};
 
-fn hs256(claims: &Value) -> String {
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(CALLER_SECRET.as_bytes()),
-    )
-    .unwrap()
-}
-
 fn session(sub: &str) -> Value {
     claims(ISSUER, sub)
 }

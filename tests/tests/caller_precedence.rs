@@ -20,10 +20,6 @@ fn hs256_with(header: Header, claims: &Value) -> String {
     jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(CALLER_SECRET.as_bytes())).unwrap()
 }
 
-fn hs256(claims: &Value) -> String {
-    hs256_with(Header::new(Algorithm::HS256), claims)
-}
-
 /// A session for `sub` holding `roles`, valid for an hour.
 fn session(sub: &str, roles: &[&str]) -> Value {
     let mut c = claims(ISSUER, sub);

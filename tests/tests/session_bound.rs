@@ -6,22 +6,12 @@
 mod caller_support;
 
 use caller_support::*;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use lambda_http::request::from_str;
 use lambda_http::{Body, Request};
 use serde_json::{json, Value};
 use shared::{Route, Service};
 
 const HTTP_JWT: &str = include_str!("../../events/authorizer-http-jwt.json");
-
-fn hs256(claims: &Value) -> String {
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(CALLER_SECRET.as_bytes()),
-    )
-    .unwrap()
-}
 
 /// Alice's session, ending `left` seconds from now.
 fn session(left: i64) -> (Value, u64) {

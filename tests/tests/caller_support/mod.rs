@@ -172,6 +172,16 @@ impl TestKey {
 }
 
 /// A JWKS document holding these keys.
+/// An HS256 caller token over `claims`, signed with [`CALLER_SECRET`].
+pub fn hs256(claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(CALLER_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
 pub fn jwks(keys: &[&TestKey]) -> String {
     json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()}).to_string()
 }
