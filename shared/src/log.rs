@@ -74,10 +74,11 @@ impl LogSettings {
             _ => LogFormat::Json,
         };
         // Lambda filters JSON lines by their `level` itself; the request lines are INFO.
-        let warning = match env.var("AWS_LAMBDA_LOG_LEVEL").as_deref().and_then(lambda_level) {
-            Some(level @ ("warn" | "error")) if format == LogFormat::Json => Some(format!(
+        let lambda_level_set = env.var("AWS_LAMBDA_LOG_LEVEL");
+        let warning = match lambda_level_set.as_deref().map(|l| (l, lambda_level(l))) {
+            Some((set, Some("warn" | "error"))) if format == LogFormat::Json => Some(format!(
                 "AWS_LAMBDA_LOG_LEVEL is {}: Lambda drops the INFO request lines, which carry the metrics, so the dashboard and the alarms see no traffic; set the function's log level (the template's LogLevel) to INFO",
-                level.to_ascii_uppercase()
+                set.trim().to_ascii_uppercase()
             )),
             _ => None,
         };
@@ -499,7 +500,9 @@ mod tests {
             let warning = settings(&[("AWS_LAMBDA_LOG_LEVEL", level)]).warning;
             let warning = warning.unwrap_or_else(|| panic!("no warning at {level}"));
             assert!(
-                warning.contains("drops the INFO request lines") && warning.contains("to INFO"),
+                warning.contains(&format!("AWS_LAMBDA_LOG_LEVEL is {level}:"))
+                    && warning.contains("drops the INFO request lines")
+                    && warning.contains("to INFO"),
                 "{warning}"
             );
         }
