@@ -17,7 +17,6 @@ Run: python3 scripts/make-env-json.py
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
 from pathlib import Path
@@ -26,20 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from env_file import read_env_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def without_jwt_only_fields(policy: dict) -> dict:
-    """The policy minus channelClaims and rateLimits (top level, role and anonymous grants)
-    and revocationKey."""
-    policy = copy.deepcopy(policy)
-    policy.pop("revocationKey", None)
-    grants = [policy] + list(((policy.get("roles") or {}).get("grants") or {}).values())
-    if policy.get("anonymous"):
-        grants.append(policy["anonymous"])
-    for grant in grants:
-        grant.pop("channelClaims", None)
-        grant.pop("rateLimits", None)
-    return policy
 
 
 def compact(value) -> str:
@@ -51,11 +36,10 @@ def env_json() -> dict:
     routes_env_file = ROOT / "dev" / "token-routes.env"
     token_routes_env = read_env_file(routes_env_file) if routes_env_file.is_file() else {}
     policy = json.loads((ROOT / "dev" / "policy.json").read_text(encoding="utf-8"))
-    # dev/policy-token-routes.json (make dev DEV_ENV=dev/token-routes.env) when present.
-    routes_file = ROOT / "dev" / "policy-token-routes.json"
-    routes_policy = (json.loads(routes_file.read_text(encoding="utf-8")) if routes_file.is_file()
-                     else without_jwt_only_fields(policy))
-    token_routes_policy = {"TOKEN_POLICY": compact(routes_policy)}
+    # The token routes' policy, as `make dev` gives it to them (dev.env's TOKEN_ROUTES_POLICY_FILE):
+    # env.json sets each function's TOKEN_POLICY, as the template does.
+    routes_file = ROOT / dev["TOKEN_ROUTES_POLICY_FILE"]
+    token_routes_policy = {"TOKEN_POLICY": compact(json.loads(routes_file.read_text(encoding="utf-8")))}
     return {
         "Parameters": {
             "ABLY_API_KEY": dev["ABLY_API_KEY"],

@@ -475,7 +475,8 @@ impl HttpAbly {
         let mut retried_stale = false;
         let mut next = 0;
         while let Some(&(index, base)) = plan.get(next) {
-            let remaining = crate::deadline::bounded(self.deadline.saturating_sub(started.elapsed()));
+            let own = self.deadline.saturating_sub(started.elapsed());
+            let remaining = crate::deadline::bounded(own);
             if remaining.is_zero() {
                 break;
             }
@@ -492,8 +493,12 @@ impl HttpAbly {
                     failure
                 }
                 Err(_) => {
-                    metrics::upstream_failure(Dependency::Ably, metrics::Failure::Timeout);
-                    self.failed(index);
+                    // Cut off by the request's deadline rather than the call's own: this
+                    // request's lack of time, not the host's failure.
+                    if remaining == own {
+                        metrics::upstream_failure(Dependency::Ably, metrics::Failure::Timeout);
+                        self.failed(index);
+                    }
                     last = None;
                     break;
                 }

@@ -29,17 +29,26 @@ pub async fn within<F: Future>(deadline: Instant, work: F) -> F::Output {
 
 /// The request deadline of an invocation whose Lambda deadline is `deadline_ms` (milliseconds
 /// since the Unix epoch): that instant less [`ANSWER_RESERVE`], never before now. `None`
-/// when the runtime gave no deadline (0).
+/// when the runtime gave no deadline (0) or one already past when the invocation starts (a
+/// local emulator's clock, not a budget to honour).
 pub fn of_invocation(deadline_ms: u64) -> Option<Instant> {
-    if deadline_ms == 0 {
-        return None;
-    }
     let now = Instant::now();
     let epoch_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let left = Duration::from_millis(deadline_ms.saturating_sub(epoch_ms)).saturating_sub(ANSWER_RESERVE);
+    if deadline_ms <= epoch_ms {
+        return None;
+    }
+    let left = Duration::from_millis(deadline_ms - epoch_ms).saturating_sub(ANSWER_RESERVE);
     Some(now + left)
+}
+
+/// [`within`] when there is a deadline; `work` as it is otherwise.
+pub async fn within_any<F: Future>(deadline: Option<Instant>, work: F) -> F::Output {
+    match deadline {
+        Some(deadline) => within(deadline, work).await,
+        None => work.await,
+    }
 }
 
 /// `bound`, shortened to what is left of the current request's budget (zero once it is
@@ -100,9 +109,10 @@ mod tests {
             left <= Duration::from_millis(9_501) && left > Duration::from_millis(9_000),
             "{left:?}"
         );
-        // A deadline already past leaves nothing; no deadline given is no budget.
-        let past = of_invocation(epoch_ms.saturating_sub(1_000)).unwrap();
-        assert!(past - before < Duration::from_millis(500));
+        // Less than the reserve left: nothing left. A deadline already past, or none, is no budget.
+        let close = of_invocation(epoch_ms + 300).unwrap();
+        assert!(close - before < Duration::from_millis(50));
+        assert_eq!(of_invocation(epoch_ms.saturating_sub(1_000)), None);
         assert_eq!(of_invocation(0), None);
     }
 }

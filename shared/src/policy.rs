@@ -592,7 +592,7 @@ impl Policy {
         Err(err(
             first.clone(),
             format!(
-                "channelClaims, roomClaims, rateLimits and revocationKey can only be issued in Ably JWTs, and this function answers with TokenRequests or Ably Tokens (/auth/token-request, /auth/token), which cannot carry them{also}; issue such grants from /auth/jwt, or give this function a policy without these fields (the template's TokenRoutesPolicy parameter)"
+                "channelClaims, roomClaims, rateLimits and revocationKey can only be issued in Ably JWTs, and this function answers with TokenRequests or Ably Tokens (/auth/token-request, /auth/token), which cannot carry them{also}; issue such grants from /auth/jwt, or give this function a policy without these fields (the template's TokenRoutesPolicy parameter; TOKEN_ROUTES_POLICY or TOKEN_ROUTES_POLICY_FILE in a shared environment)"
             ),
         ))
     }

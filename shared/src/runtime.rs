@@ -45,10 +45,7 @@ pub async fn run(route: Route) -> Result<(), Error> {
         };
         let deadline = crate::deadline::of_invocation(event.context.deadline);
         let answer = crate::log::within(invocation, answer(service, event.payload.get(), event.context));
-        Ok::<_, Infallible>(match deadline {
-            Some(deadline) => crate::deadline::within(deadline, answer).await,
-            None => answer.await,
-        })
+        Ok::<_, Infallible>(crate::deadline::within_any(deadline, answer).await)
     }))
     .await
 }

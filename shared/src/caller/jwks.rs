@@ -596,8 +596,12 @@ impl JwksVerifier {
             (cache.discovered_url.clone(), rediscover)
         };
         // One attempt takes its own bound at most, and no longer than the request has left.
-        let deadline = tokio::time::Instant::now() + crate::deadline::bounded(self.fetch_deadline);
+        let budget = crate::deadline::bounded(self.fetch_deadline);
+        let deadline = tokio::time::Instant::now() + budget;
         let outcome = self.fetch(known_url, rediscover, deadline).await;
+        // Cut off by the request's deadline, not by its own bound: this request's lack of
+        // time, not the provider's failure. Nothing is recorded; the next request fetches.
+        let cut_off = budget < self.fetch_deadline && matches!(outcome, Err(FetchError::Timeout { .. }));
         let ended = self.clock.now_ms();
         let mut cache = self.lock();
         cache.generation += 1;
@@ -605,6 +609,11 @@ impl JwksVerifier {
             cache.last_kid_refetch_ms = Some(ended);
         }
         match outcome {
+            Err(e) if cut_off => tracing::warn!(
+                error = %e,
+                budget_ms = budget.as_millis() as u64,
+                "JWKS fetch cut off at the request's deadline; the next request fetches again"
+            ),
             Ok((keys, max_age)) => {
                 let lifetime = max_age.unwrap_or(DEFAULT_MAX_AGE).clamp(MIN_MAX_AGE, MAX_MAX_AGE);
                 tracing::info!(
@@ -1000,6 +1009,24 @@ mod tests {
         }
         assert_eq!(idp.calls(KEYS_URL), 1);
         assert_eq!(verifier.fetch_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_fetch_cut_off_by_the_request_deadline_is_not_the_providers_failure() {
+        let (key, _) = ed25519();
+        let (verifier, idp, _) = idp_verifier(JwksSource::Url(KEYS_URL.into()), Duration::from_millis(500));
+        idp.set(KEYS_URL, vec![Answer::Hang]);
+        let token = token(&key);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
+        let (verdict, took) = crate::deadline::within(deadline, timed(&verifier, &token)).await;
+        assert_unavailable(verdict);
+        assert!(
+            took < Duration::from_millis(400),
+            "cut at the request's 50 ms: {took:?}"
+        );
+        // The next request, with its own time, asks the provider again instead of failing fast.
+        let _ = timed(&verifier, &token).await;
+        assert_eq!(idp.calls(KEYS_URL), 2);
     }
 
     #[tokio::test]

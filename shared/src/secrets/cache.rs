@@ -104,19 +104,30 @@ impl<T: Send + Sync + 'static> SecretCache<T> {
         if let Some(answer) = self.settled(max_age) {
             return answer;
         }
-        // A read ends by the request's deadline too, like any other dependency call.
-        let read = crate::deadline::cut_off(self.reader.read(&self.secret.id))
-            .await
-            .unwrap_or_else(|| {
-                crate::metrics::upstream_failure(
-                    crate::metrics::Dependency::SecretsManager,
-                    crate::metrics::Failure::Timeout,
-                );
-                Err(ReadError::Unavailable(
-                    "no answer before the function timeout: the request's other calls used the time up".into(),
-                ))
-            });
-        self.record(read)
+        // A read ends by the request's deadline too, like any other dependency call. Cut off
+        // there, it is this request's lack of time, not the store's failure: nothing is
+        // recorded, and the next request reads again with its own time.
+        match crate::deadline::cut_off(self.reader.read(&self.secret.id)).await {
+            Some(read) => self.record(read),
+            None => self.cut_off(),
+        }
+    }
+
+    /// The answer to a request whose read was cut off at its deadline: the cached value while
+    /// it is not too stale, else "unavailable" saying why.
+    fn cut_off(&self) -> Result<Arc<T>, SecretError> {
+        let error = SecretError::Unavailable(format!(
+            "{}: no answer before the function timeout (the invocation's deadline)",
+            self.secret.label()
+        ));
+        let state = self.state();
+        let answer = self.fall_back(&state, &error, self.clock.now_ms());
+        tracing::warn!(
+            secret = %self.secret.label(),
+            served_cached = answer.is_ok(),
+            "AWS Secrets Manager read cut off at the request's deadline; the next request reads again"
+        );
+        answer
     }
 
     fn state(&self) -> MutexGuard<'_, State<T>> {
@@ -502,6 +513,10 @@ pub(crate) mod tests {
             Err(SecretError::Unavailable(why)) => assert!(why.contains("function timeout"), "{why}"),
             other => panic!("{other:?}"),
         }
+        // The cut-off is not the store's failure: the next request, with time, reads again at once.
+        cold.delay(Duration::ZERO);
+        assert_eq!(get(&cold_cache).await.unwrap(), "one");
+        assert_eq!(cold.calls(), 2);
     }
 
     #[tokio::test]
