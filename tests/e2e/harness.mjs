@@ -6,6 +6,7 @@
 // each routed function with `cargo build --bin NAME` first (the same command line that
 // cargo-lambda's `cargo run --bin NAME` then finds up to date), so start-up does not compile.
 
+import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -41,6 +42,16 @@ export const DEV_ENV = readEnvFile(DEV_ENV_FILE);
 export const DEV_KEY_NAME = DEV_ENV.ABLY_API_KEY.slice(0, DEV_ENV.ABLY_API_KEY.indexOf(':'));
 export const DEV_KEY_SECRET = DEV_ENV.ABLY_API_KEY.slice(DEV_ENV.ABLY_API_KEY.indexOf(':') + 1);
 export const DEV_CALLER_SECRET = DEV_ENV.CALLER_HS256_SECRET;
+
+/** Run `fn`, which must reject with an ably-js ErrorInfo; returns the error. */
+export async function ablyError(fn) {
+  try {
+    await fn();
+  } catch (err) {
+    return err;
+  }
+  assert.fail('expected the SDK to report an error');
+}
 
 /** The watch router: { "/auth/jwt": "issue-jwt", ... }. */
 export function watchRoutes() {

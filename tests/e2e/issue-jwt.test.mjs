@@ -16,6 +16,7 @@ import {
   DEV_KEY_NAME,
   DEV_KEY_SECRET,
   DEV_CALLER_SECRET,
+  ablyError,
 } from './harness.mjs';
 
 const ALLOWED_ORIGIN = DEV_ENV.CORS_ALLOWED_ORIGINS.split(',')[0].trim();
@@ -138,15 +139,6 @@ function assertTokenMatchesPolicy(token, claims, { ttlSeconds, capability } = {}
   return payload;
 }
 
-/** Run `fn`, which must reject with an ably-js ErrorInfo; returns the error. */
-async function ablyError(fn) {
-  try {
-    await fn();
-  } catch (err) {
-    return err;
-  }
-  assert.fail('expected the SDK to report an error');
-}
 
 // ------------------------------------------------------------------ through the SDK
 

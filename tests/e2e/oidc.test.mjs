@@ -10,7 +10,7 @@ import http from 'node:http';
 import { generateKeyPairSync } from 'node:crypto';
 import Ably from 'ably';
 import jwt from 'jsonwebtoken';
-import { startWatch, startAblyTrap, DEV_KEY_NAME, DEV_KEY_SECRET } from './harness.mjs';
+import { startWatch, startAblyTrap, ablyError, DEV_KEY_NAME, DEV_KEY_SECRET } from './harness.mjs';
 
 const AUDIENCE = 'ably-e2e-oidc';
 const KID = 'e2e-rsa-1';
@@ -87,14 +87,6 @@ function ablyClient(token) {
   });
 }
 
-async function ablyError(fn) {
-  try {
-    await fn();
-  } catch (err) {
-    return err;
-  }
-  assert.fail('expected the SDK to report an error');
-}
 
 test('oidc_rs256_bearer_token_gets_an_ably_jwt_through_authurl', async () => {
   const { token } = await ablyClient(idToken({ roles: ['moderator'] })).auth.requestToken();

@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Ably from 'ably';
 import jwt from 'jsonwebtoken';
-import { startWatch, DEV_ENV, DEV_KEY_NAME, DEV_KEY_SECRET, DEV_CALLER_SECRET } from './harness.mjs';
+import { startWatch, ablyError, DEV_ENV, DEV_KEY_NAME, DEV_KEY_SECRET, DEV_CALLER_SECRET } from './harness.mjs';
 
 // The dev policy without channel claims, rate limits and a revocation key: TokenRequests and
 // Ably Tokens cannot carry them, and the token routes refuse, at start-up, a policy that can
@@ -200,14 +200,6 @@ const sinceNow = () => {
   return () => fake.requests.slice(mark);
 };
 
-async function ablyError(fn) {
-  try {
-    await fn();
-  } catch (err) {
-    return err;
-  }
-  assert.fail('expected the SDK to report an error');
-}
 
 // ------------------------------------------------------------------ issue-token-request
 

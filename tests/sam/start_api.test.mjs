@@ -11,11 +11,9 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ROOT, DEV_ENV as DEV, DEV_KEY_NAME, DEV_KEY_SECRET, ablyError } from '../e2e/harness.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const require = createRequire(path.join(ROOT, 'tests', 'e2e', 'package.json'));
 const Ably = require('ably');
 const jwt = require('jsonwebtoken');
@@ -23,22 +21,6 @@ const jwt = require('jsonwebtoken');
 const API = process.env.SAM_API_URL;
 const FAKE = process.env.FAKE_ABLY_URL;
 
-function readEnvFile(file) {
-  const env = {};
-  for (const raw of readFileSync(file, 'utf8').split('\n')) {
-    const line = raw.trim();
-    if (!line || line.startsWith('#') || !line.includes('=')) continue;
-    const i = line.indexOf('=');
-    env[line.slice(0, i).trim()] = line.slice(i + 1).trim();
-  }
-  return env;
-}
-
-const DEV = readEnvFile(path.join(ROOT, 'dev', 'dev.env'));
-const [DEV_KEY_NAME, DEV_KEY_SECRET] = [
-  DEV.ABLY_API_KEY.slice(0, DEV.ABLY_API_KEY.indexOf(':')),
-  DEV.ABLY_API_KEY.slice(DEV.ABLY_API_KEY.indexOf(':') + 1),
-];
 const ORIGIN = DEV.CORS_ALLOWED_ORIGINS.split(',')[0].trim();
 const FUNCTION_AGENT = /^ably-token-lambda\//;
 
@@ -76,15 +58,6 @@ async function fakeRequests() {
 async function sinceNow() {
   const mark = (await fakeRequests()).length;
   return async () => (await fakeRequests()).slice(mark);
-}
-
-async function ablyError(fn) {
-  try {
-    await fn();
-  } catch (err) {
-    return err;
-  }
-  assert.fail('expected the SDK to report an error');
 }
 
 function assertErrorInfo(res, body, status, code) {
