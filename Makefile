@@ -140,8 +140,8 @@ lint-template: tools-py ## cfn-lint (errors and warnings) and sam validate --lin
 test-template: tools-py ## template.yaml through SAM's translator per parameter set (offline): routes, env, IAM, logs, throttling, outputs; alarms and dashboard against the emitted metrics (tests/template/emitted-metrics.json)
 	$(SAM_ENV) $(PYTHON) -m unittest discover --start-directory tests/template --top-level-directory tests/template $(if $(V),-v)
 
-test-emulator: release tools-py ## every function's release binary over its events/ under the Lambda emulator
-	cargo test -p integration-tests --test emulator -- --include-ignored
+test-emulator: release tools-py ## every function's release binary over its events/ under the Lambda emulator, and in concurrent mode (Managed Instances) against a loopback Runtime API
+	cargo test -p integration-tests --test emulator --test concurrent_runtime -- --include-ignored
 
 # The Rust standard library cargo-lambda needs for ARCH (template default: arm64).
 SAM_TRIPLE := $(if $(filter x86_64,$(ARCH)),x86_64-unknown-linux-gnu,aarch64-unknown-linux-gnu)
@@ -214,14 +214,18 @@ SOAK_N ?= 100000
 
 .PHONY: bench bench-compare coldstart soak perf-smoke capacity
 
-bench: ## criterion benchmarks of the engine and every route in process, then a table of medians
+MANAGED_BENCH := cargo bench -q -p integration-tests --bench managed_instances --
+
+bench: release ## criterion benchmarks of the engine and every route in process, a table of medians; then concurrent mode (Managed Instances) against one at a time on the release binaries
 	@start=$$(date +%s); cargo bench -p shared; python3 scripts/bench_summary.py --since $$start
+	$(MANAGED_BENCH) throughput --json target/bench/managed-instances.json
 
 bench-compare: tools-npm ## the same JWT / TokenRequest work in Node.js (jsonwebtoken, ably) vs Rust, one core, ratios
 	python3 scripts/bench_compare.py
 
-coldstart: release tools-py ## each release binary cold-started 20 times under the Lambda emulator: init, RSS, sizes
+coldstart: release tools-py ## each release binary cold-started 20 times under the Lambda emulator: init, RSS, sizes; then one at a time against 8 workers (Managed Instances)
 	$(PYTHON) scripts/coldstart.py --runs 20
+	$(MANAGED_BENCH) coldstart --runs 20 --json target/bench/managed-instances-coldstart.json
 
 soak: release tools-py ## 100,000 invocations in one emulator container, RSS sampled: memory must stay flat
 	@for fn in $(SOAK_FN); do $(PYTHON) scripts/soak.py --function $$fn --invocations $(SOAK_N) || exit 1; done
@@ -231,10 +235,12 @@ capacity: ## docs/CAPACITY.md's tables: cost and first limit per route at 100 / 
 
 # The perf scripts on a few invocations, in `make test`, so that they keep working; the
 # figures come from the full runs above (docs/PERFORMANCE.md).
-perf-smoke: release tools-py ## coldstart, soak and capacity scripts on a few invocations each
+perf-smoke: release tools-py ## coldstart, soak, capacity and the managed-instances benchmark on a few invocations each
 	$(PYTHON) scripts/coldstart.py --runs 2 --warm 5 --json target/perf-smoke/coldstart.json
 	$(PYTHON) scripts/soak.py --function issue-ably-token --invocations 3000 --every 500 --warmup 1000 --json target/perf-smoke/soak.json
 	python3 scripts/capacity.py > target/perf-smoke/capacity.md
+	$(MANAGED_BENCH) throughput --rounds 1 --invocations 300 --json target/perf-smoke/managed-instances.json
+	$(MANAGED_BENCH) coldstart --runs 1 --json target/perf-smoke/managed-instances-coldstart.json
 
 # ---------------------------------------------------------------- fuzzing (docs/SECURITY.md, "Adversarial testing")
 # fuzz/ is its own cargo workspace (instrumented build in fuzz/target). cargo-fuzz is installed

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 pub mod moto;
+pub mod runtime_api;
 
 pub const DEV_API_KEY: &str = "devApp.devKey:dev-key-secret-not-for-production";
 pub const DEV_KEY_NAME: &str = "devApp.devKey";
@@ -43,6 +44,26 @@ impl Captured {
 /// The workspace root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A function's release binary: `$EMULATOR_BINARIES/<name>`, else `$CARGO_TARGET_DIR/release/<name>`
+/// (default `target/release`); panics with what to run when it is missing.
+pub fn release_binary(function: &str) -> PathBuf {
+    let dir = std::env::var_os("EMULATOR_BINARIES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| root().join("target"), PathBuf::from)
+                .join("release")
+        });
+    let binary = dir.join(function);
+    assert!(
+        binary.is_file(),
+        "FAIL: {} not found: the tests that run functions' binaries use the release builds; run `make release` \
+         (or `make test-emulator`, which builds them first)",
+        binary.display()
+    );
+    binary
 }
 
 /// The development environment of `make dev`, plus overrides (`None` removes a variable).

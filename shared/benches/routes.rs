@@ -234,6 +234,21 @@ fn routes(c: &mut Criterion) {
                     BatchSize::SmallInput,
                 )
             });
+            if route == Route::Jwt && kind == CallerKind::Hs256 {
+                // The whole event path of one invocation in the binary: the raw event through
+                // the boundary, lambda_http's conversion, the service, the answer in the
+                // event's shape, serialized as the runtime posts it; with the log line.
+                let event = include_str!("../../events/jwt-get-valid-caller.json");
+                let context = lambda_http::Context::default();
+                let posted = |service: &Service| {
+                    let answer = runtime.block_on(shared::runtime::answer(service, event, context.clone()));
+                    serde_json::to_vec(&answer).expect("JSON")
+                };
+                assert!(String::from_utf8_lossy(&posted(&service)).contains(r#""statusCode":200"#));
+                tracing::subscriber::with_default(sink_subscriber(), || {
+                    c.bench_function(&format!("{name}_raw_event_logged"), |b| b.iter(|| posted(&service)));
+                });
+            }
             if route == Route::Jwt {
                 tracing::subscriber::with_default(sink_subscriber(), || {
                     c.bench_function(&format!("{name}_logged"), |b| {

@@ -21,6 +21,7 @@ pub mod boundary;
 pub mod caller;
 pub mod capability;
 pub mod clock;
+pub mod concurrency;
 pub mod config;
 pub mod deadline;
 pub mod deps;
@@ -48,5 +49,5 @@ pub mod secrets;
 pub mod service;
 pub mod token_request;
 
-pub use runtime::run;
+pub use runtime::{main, run};
 pub use service::{Route, Service};

@@ -8,8 +8,9 @@ resources that would really be deployed:
 
 - parameters: the template's defaults, overridden by the case's values, checked against
   `AllowedValues`, `AllowedPattern`, `MinValue` (a case CloudFormation would refuse is an error);
+  `Ref` to a `CommaDelimitedList` is the list of its comma-separated items (`""` is `[""]`);
 - `Rules`: each rule whose `RuleCondition` holds must have all its `Assertions` true
-  (`rule_violations`);
+  (`rule_violations`); besides the condition functions they may use `Fn::Contains`;
 - `Conditions`: `Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`, `Condition`;
 - resources and outputs whose `Condition` is false are dropped;
 - values: `Ref` (parameter, pseudo parameter, `AWS::NoValue`, resource), `Fn::GetAtt`, `Fn::If`,
@@ -93,6 +94,8 @@ class Stack:
     def __init__(self, template: dict, overrides: dict[str, str], stack_name: str) -> None:
         self.template = template
         self.params = self._parameters(template.get("Parameters", {}), overrides)
+        self._list_params = {name for name, spec in template.get("Parameters", {}).items()
+                             if spec.get("Type") == "CommaDelimitedList" or str(spec.get("Type", "")).startswith("List<")}
         self.pseudo = dict(PSEUDO_PARAMETERS, **{"AWS::StackName": stack_name})
         self._conditions: dict[str, bool] = {}
         self._evaluating: set[str] = set()
@@ -156,10 +159,10 @@ class Stack:
         failed = []
         for name, rule in self.template.get("Rules", {}).items():
             path = f"Rules.{name}"
-            if "RuleCondition" in rule and not self._truth(rule["RuleCondition"], f"{path}.RuleCondition"):
+            if "RuleCondition" in rule and not self._truth(rule["RuleCondition"], f"{path}.RuleCondition", in_rule=True):
                 continue
             for i, assertion in enumerate(rule.get("Assertions", [])):
-                if not self._truth(assertion["Assert"], f"{path}.Assertions[{i}]"):
+                if not self._truth(assertion["Assert"], f"{path}.Assertions[{i}]", in_rule=True):
                     failed.append(f"{name}: {assertion.get('AssertDescription', '(no description)')}")
         return failed
 
@@ -179,12 +182,25 @@ class Stack:
         self._conditions[name] = value
         return value
 
-    def _truth(self, node: Any, path: str) -> bool:
+    def _truth(self, node: Any, path: str, in_rule: bool = False) -> bool:
         if not isinstance(node, dict) or len(node) != 1:
             raise Unresolvable(f"{path}: not a condition function: {node!r}")
         ((fn, args),) = node.items()
         if fn == "Condition":
+            if in_rule:
+                raise Unresolvable(f"{path}: Rules cannot refer to Conditions")
             return self.condition(args)
+        if fn == "Fn::Contains":
+            # Rules only: [list of strings, string], true when the string is one of the list.
+            if not in_rule:
+                raise Unresolvable(f"{path}: Fn::Contains is a rule function, not a condition function")
+            if not isinstance(args, list) or len(args) != 2:
+                raise Unresolvable(f"{path}: Fn::Contains takes a list and a value: {args!r}")
+            items = self.resolve(args[0], f"{path}.Fn::Contains[0]")
+            value = self.resolve(args[1], f"{path}.Fn::Contains[1]")
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items) or not isinstance(value, str):
+                raise Unresolvable(f"{path}: Fn::Contains needs a list of strings and a string, got {items!r}, {value!r}")
+            return value in items
         if fn == "Fn::Equals":
             if not isinstance(args, list) or len(args) != 2:
                 raise Unresolvable(f"{path}: Fn::Equals takes two values: {args!r}")
@@ -195,11 +211,11 @@ class Stack:
         if fn == "Fn::Not":
             if not isinstance(args, list) or len(args) != 1:
                 raise Unresolvable(f"{path}: Fn::Not takes one condition: {args!r}")
-            return not self._truth(args[0], f"{path}.Fn::Not[0]")
+            return not self._truth(args[0], f"{path}.Fn::Not[0]", in_rule)
         if fn in ("Fn::And", "Fn::Or"):
             if not isinstance(args, list) or not 2 <= len(args) <= 10:
                 raise Unresolvable(f"{path}: {fn} takes 2 to 10 conditions: {args!r}")
-            values = [self._truth(c, f"{path}.{fn}[{i}]") for i, c in enumerate(args)]
+            values = [self._truth(c, f"{path}.{fn}[{i}]", in_rule) for i, c in enumerate(args)]
             return all(values) if fn == "Fn::And" else any(values)
         raise Unresolvable(f"{path}: unknown condition function {fn}")
 
@@ -217,6 +233,8 @@ class Stack:
         if name == "AWS::NoValue":
             return NO_VALUE
         if name in self.params:
+            if name in self._list_params:
+                return self.params[name].split(",")
             return self.params[name]
         if name in self.pseudo:
             return self.pseudo[name]

@@ -16,7 +16,9 @@ resources and outputs that remain, and their intrinsics. The tests then assert t
   on exactly the function's own secrets and logs:CreateLogStream/PutLogEvents on its own log
   group, nothing else; no wildcard actions, resources or principals in any IAM document;
 - log groups with the configured retention; HTTP API stage throttling; CORS; the Outputs'
-  authUrls per endpoint type.
+  authUrls per endpoint type;
+- with ManagedInstances=true (Lambda Managed Instances) all of the above for the *ManagedFunction
+  twins that replace the functions (test_managed_instances.py checks what only that mode adds).
 
 Run: .tools/venv/bin/python -m unittest discover -s tests/template -v
 """
@@ -73,6 +75,11 @@ class Function:
     token_route: bool  # /auth/token-request and /auth/token use TokenRoutesPolicy when set
 
     @property
+    def managed_id(self) -> str:
+        """The function's twin deployed instead with ManagedInstances=true (on the capacity provider)."""
+        return self.logical_id.removesuffix("Function") + "ManagedFunction"
+
+    @property
     def api_methods(self) -> frozenset[str]:
         """The HTTP API's methods of this route: the function's, plus OPTIONS (CORS preflight,
         answered by the function where API Gateway's CORS does not) on the issuing routes."""
@@ -120,6 +127,20 @@ ENV_UNSET_IN_CLOUD = ("RUST_LOG",)
 # X-Ray's write actions have no resource-level permissions: the one "*" resource allowed, and
 # only with Tracing=Active.
 XRAY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+# ManagedInstances=true: the capacity provider and the operator role SAM creates for it.
+CAPACITY_PROVIDER = "ManagedInstancesCapacityProvider"
+OPERATOR_ROLE = "ManagedInstancesCapacityProviderOperatorRole"
+SUBNETS = "subnet-0a1b2c3d4e5f60718,subnet-0f1e2d3c4b5a69788"
+SECURITY_GROUP = "sg-0123456789abcdef0"
+
+
+def managed_instances(params: dict[str, str]) -> bool:
+    return params.get("ManagedInstances") == "true"
+
+
+def function_id(fn: Function, params: dict[str, str]) -> str:
+    """The logical id of the function deployed for `fn` under these (resolved) parameters."""
+    return fn.managed_id if managed_instances(params) else fn.logical_id
 
 
 @dataclass(frozen=True)
@@ -163,6 +184,19 @@ CASES = [
     Case("function_urls_existing_secret_hs256",
          "Function URLs without CORS, existing key secret, HS256 caller secret",
          {"Endpoint": "FunctionUrl", "AblyApiKeySecretArn": ABLY_ARN, "CallerHs256SecretArn": HS256_ARN}),
+    Case("managed_instances_http_api",
+         "Lambda Managed Instances with every LMI default (2048 MB, 2 GiB/vCPU, 64 per environment), HTTP API",
+         {"ManagedInstances": "true", "ManagedInstancesSubnetIds": SUBNETS,
+          "ManagedInstancesSecurityGroupIds": SECURITY_GROUP}),
+    Case("managed_instances_function_urls",
+         "Lambda Managed Instances on x86_64 with Function URLs, X-Ray, 8192 MB at 4 GiB/vCPU (2 vCPUs), "
+         "128 per environment, a 48-vCPU ceiling, existing key secret, CORS",
+         {"ManagedInstances": "true", "ManagedInstancesSubnetIds": "subnet-0a1b2c3d4e5f60718",
+          "ManagedInstancesSecurityGroupIds": SECURITY_GROUP + ",sg-0fedcba9876543210",
+          "ManagedInstancesMemorySize": "8192", "ExecutionEnvironmentMemoryGiBPerVCpu": "4",
+          "PerExecutionEnvironmentMaxConcurrency": "128", "ManagedInstancesMaxVCpuCount": "48",
+          "Architecture": "x86_64", "Endpoint": "FunctionUrl", "Tracing": "Active",
+          "AblyApiKeySecretArn": ABLY_ARN, "CorsAllowedOrigins": "https://app.example.com"}),
     Case("revocable_key",
          "revocable Ably key (POST /auth/revoke live, TokenRoutesPolicy without revocationKey), query time, "
          "authorizer on",
@@ -227,6 +261,14 @@ class DeployedShape:
 
     def param(self, name: str) -> str:
         return self.stack.params[name]
+
+    @property
+    def managed(self) -> bool:
+        return managed_instances(self.stack.params)
+
+    def fid(self, fn: Function) -> str:
+        """The logical id of `fn` as deployed: the plain function, or its ManagedInstances twin."""
+        return function_id(fn, self.stack.params)
 
     @property
     def http_api(self) -> bool:
@@ -305,18 +347,18 @@ class DeployedShape:
             self.assertEqual(integration.get("payloadFormatVersion"), "2.0", f"{where}: payload format")
             self.assertEqual(
                 integration.get("uri"),
-                f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/<{fn.logical_id}.Arn>/invocations",
+                f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/<{self.fid(fn)}.Arn>/invocations",
                 f"{where}: integrated with the wrong function")
 
     def test_invoke_permissions(self):
         perms = self.stack.of_type("AWS::Lambda::Permission")
         urls = self.stack.of_type("AWS::Lambda::Url")
         for fn in FUNCTIONS:
-            mine = {rid: p["Properties"] for rid, p in perms.items() if p["Properties"].get("FunctionName") == Ref(fn.logical_id)}
-            fn_urls = {rid: u["Properties"] for rid, u in urls.items() if u["Properties"].get("TargetFunctionArn") == GetAtt(fn.logical_id, "Arn")}
-            where = self.where(f"{fn.logical_id} permissions")
+            mine = {rid: p["Properties"] for rid, p in perms.items() if p["Properties"].get("FunctionName") == Ref(self.fid(fn))}
+            fn_urls = {rid: u["Properties"] for rid, u in urls.items() if u["Properties"].get("TargetFunctionArn") == GetAtt(self.fid(fn), "Arn")}
+            where = self.where(f"{self.fid(fn)} permissions")
             if self.http_api:
-                self.assertEqual(fn_urls, {}, self.where(fn.logical_id) + ": a Function URL with Endpoint=HttpApi")
+                self.assertEqual(fn_urls, {}, self.where(self.fid(fn)) + ": a Function URL with Endpoint=HttpApi")
                 self.assertEqual(len(mine), 1, f"{where}: expected exactly one (API Gateway), got {sorted(mine)}")
                 ((rid, perm),) = mine.items()
                 self.assertEqual(perm.get("Principal"), "apigateway.amazonaws.com", self.where(rid) + ": principal")
@@ -326,7 +368,7 @@ class DeployedShape:
                 self.assertIn(perm.get("SourceArn"), allowed,
                               self.where(rid) + f": SourceArn is not scoped to this API's {fn.route}")
             else:
-                self.assertEqual(sorted(fn_urls), [fn.url], self.where(fn.logical_id) + ": expected exactly its Function URL")
+                self.assertEqual(sorted(fn_urls), [fn.url], self.where(self.fid(fn)) + ": expected exactly its Function URL")
                 url = fn_urls[fn.url]
                 self.assertEqual(url.get("AuthType"), "NONE", self.where(fn.url) + ": AuthType")
                 kinds = sorted((p.get("Action"), p.get("Principal"), p.get("FunctionUrlAuthType"), p.get("InvokedViaFunctionUrl"))
@@ -337,7 +379,7 @@ class DeployedShape:
                 for rid, perm in mine.items():
                     self.assertNotIn("SourceArn", perm, self.where(rid) + ": unexpected SourceArn")
         targeted = {p["Properties"].get("FunctionName") for p in perms.values()}
-        self.assertLessEqual(targeted, {Ref(f.logical_id) for f in FUNCTIONS},
+        self.assertLessEqual(targeted, {Ref(self.fid(f)) for f in FUNCTIONS},
                              self.where("AWS::Lambda::Permission") + ": a permission on something else")
 
     # -------------------------------------------------------------- authorizer
@@ -373,8 +415,8 @@ class DeployedShape:
             self.assertEqual(op.get("security"), [{name: []}], f"{where}: not behind the JWT authorizer")
 
     def test_trusted_authorizer_context_has_no_way_around_the_authorizer(self):
-        trusting = [f.logical_id for f in FUNCTIONS
-                    if self.resource(f.logical_id, "AWS::Lambda::Function")["Environment"]["Variables"].get("CALLER_TRUST_AUTHORIZER") == "true"]
+        trusting = [self.fid(f) for f in FUNCTIONS
+                    if self.resource(self.fid(f), "AWS::Lambda::Function")["Environment"]["Variables"].get("CALLER_TRUST_AUTHORIZER") == "true"]
         if not trusting:
             return
         self.assertEqual(self.stack.of_type("AWS::Lambda::Url"), {},
@@ -387,17 +429,22 @@ class DeployedShape:
 
     def test_function_environment(self):
         functions = self.stack.of_type("AWS::Lambda::Function")
-        self.assertEqual(set(functions), {f.logical_id for f in FUNCTIONS}, self.where("AWS::Lambda::Function") + ": the set of functions")
+        self.assertEqual(set(functions), {self.fid(f) for f in FUNCTIONS}, self.where("AWS::Lambda::Function") + ": the set of functions")
         routes_policy = self.param("TokenRoutesPolicy") or self.param("TokenPolicy")
         for fn in FUNCTIONS:
-            props = self.resource(fn.logical_id, "AWS::Lambda::Function")
-            where = self.where(fn.logical_id)
+            props = self.resource(self.fid(fn), "AWS::Lambda::Function")
+            where = self.where(self.fid(fn))
             self.assertEqual(props.get("Runtime"), "provided.al2023", f"{where}: Runtime")
             self.assertEqual(props.get("Handler"), "bootstrap", f"{where}: Handler")
             self.assertEqual(props.get("Architectures"), [self.param("Architecture")], f"{where}: Architectures")
             self.assertEqual(props.get("Role"), GetAtt(fn.role, "Arn"), f"{where}: not its own role")
-            self.assertEqual(self.stack.resources[fn.logical_id].get("Metadata", {}).get("BuildProperties", {}).get("Binary"),
+            self.assertEqual(self.stack.resources[self.fid(fn)].get("Metadata", {}).get("BuildProperties", {}).get("Binary"),
                              fn.binary, f"{where}: builds the wrong binary")
+            # 128 MB on the default compute; ManagedInstancesMemorySize (LMI's minimum 2048) on LMI.
+            self.assertEqual(str(props.get("MemorySize")), self.param("ManagedInstancesMemorySize") if self.managed else "128",
+                             f"{where}: MemorySize")
+            self.assertEqual("CapacityProviderConfig" in props, self.managed,
+                             f"{where}: CapacityProviderConfig exactly with ManagedInstances=true")
             env = props.get("Environment", {}).get("Variables", {})
             expect_policy = routes_policy if fn.token_route else self.param("TokenPolicy")
             self.assertEqual(env.get("TOKEN_POLICY"), expect_policy,
@@ -436,7 +483,9 @@ class DeployedShape:
 
     def test_each_role_reads_only_its_own_secrets(self):
         roles = self.stack.of_type("AWS::IAM::Role")
-        self.assertEqual(set(roles), {f.role for f in FUNCTIONS}, self.where("AWS::IAM::Role") + ": one role per function, no others")
+        expected_roles = {f.role for f in FUNCTIONS} | ({OPERATOR_ROLE} if self.managed else set())
+        self.assertEqual(set(roles), expected_roles,
+                         self.where("AWS::IAM::Role") + ": one role per function (and the capacity provider's operator role), no others")
         for fn in FUNCTIONS:
             role = self.resource(fn.role, "AWS::IAM::Role")
             where = self.where(fn.role)
@@ -466,7 +515,7 @@ class DeployedShape:
             self.assertEqual(secrets, self.expected_secrets(),
                              f"{where}: GetSecretValue must cover exactly the Ably key secret and, when configured, the HS256 secret")
             self.assertEqual(set(logs), {GetAtt(fn.log_group, "Arn")}, f"{where}: logs permissions not on its own log group only")
-            env = self.resource(fn.logical_id, "AWS::Lambda::Function")["Environment"]["Variables"]
+            env = self.resource(self.fid(fn), "AWS::Lambda::Function")["Environment"]["Variables"]
             reads = {env["ABLY_API_KEY_SECRET_ID"]} | ({env["CALLER_HS256_SECRET_ID"]} if env["CALLER_HS256_SECRET_ID"] else set())
             self.assertEqual(reads, secrets, f"{where}: the secrets the function reads differ from those its role may read")
 
@@ -519,12 +568,12 @@ class DeployedShape:
             where = self.where(fn.log_group)
             self.assertEqual(str(group.get("RetentionInDays")), self.param("LogRetentionDays"), f"{where}: RetentionInDays")
             self.assertEqual(group.get("LogGroupName"), f"/aws/lambda/{STACK_NAME}/{fn.binary}", f"{where}: LogGroupName")
-            logging = self.resource(fn.logical_id, "AWS::Lambda::Function").get("LoggingConfig", {})
-            self.assertEqual(logging.get("LogGroup"), Ref(fn.log_group), self.where(fn.logical_id) + ": does not log to its log group")
-            self.assertEqual(logging.get("LogFormat"), self.param("LogFormat"), self.where(fn.logical_id) + ": LogFormat")
+            logging = self.resource(self.fid(fn), "AWS::Lambda::Function").get("LoggingConfig", {})
+            self.assertEqual(logging.get("LogGroup"), Ref(fn.log_group), self.where(self.fid(fn)) + ": does not log to its log group")
+            self.assertEqual(logging.get("LogFormat"), self.param("LogFormat"), self.where(self.fid(fn)) + ": LogFormat")
             json_logs = self.param("LogFormat") == "JSON"
             self.assertEqual(logging.get("ApplicationLogLevel"), self.param("LogLevel") if json_logs else None,
-                             self.where(fn.logical_id) + ": ApplicationLogLevel (JSON logs only)")
+                             self.where(self.fid(fn)) + ": ApplicationLogLevel (JSON logs only)")
 
     def test_http_api_stage_is_throttled(self):
         stages = self.stack.of_type("AWS::ApiGatewayV2::Stage")

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cfn_eval import Ref, Stack  # noqa: E402
-from test_deployed_shape import CASES, FUNCTIONS, STACK_NAME, load_template, translate  # noqa: E402
+from test_deployed_shape import CASES, FUNCTIONS, STACK_NAME, function_id, load_template, translate  # noqa: E402
 
 CATALOGUE = json.loads((Path(__file__).resolve().parent / "emitted-metrics.json").read_text())
 NAMESPACE = f"AblyAuth/{STACK_NAME}"
@@ -61,7 +61,9 @@ class Operations:
         if namespace == "AWS/Lambda":
             self.assertIn(metric, {"Errors", "Throttles", "Invocations", "Duration", "ConcurrentExecutions"}, at)
             self.assertEqual(set(dimensions), {"FunctionName"}, at)
-            self.assertIn(dimensions["FunctionName"], {str(Ref(f.logical_id)) for f in FUNCTIONS} | {Ref(f.logical_id) for f in FUNCTIONS},
+            # The deployed functions: the plain ones, or their twins with ManagedInstances=true.
+            deployed = [function_id(f, self.stack.params) for f in FUNCTIONS]
+            self.assertIn(dimensions["FunctionName"], {str(Ref(d)) for d in deployed} | {Ref(d) for d in deployed},
                           f"{at}: not one of the stack's functions")
             return
         if namespace == "AWS/ApiGateway":

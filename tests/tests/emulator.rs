@@ -139,26 +139,6 @@ fn find_rie() -> PathBuf {
     })
 }
 
-/// The release binary of `function` (or from the directory `EMULATOR_BINARIES`, e.g.
-/// `target/debug`), or a failure that says how to build it.
-fn release_binary(function: &str) -> PathBuf {
-    let dir = std::env::var_os("EMULATOR_BINARIES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map_or_else(|| workspace().join("target"), PathBuf::from)
-                .join("release")
-        });
-    let binary = dir.join(function);
-    assert!(
-        binary.is_file(),
-        "FAIL: {} not found: the emulator tests run the release binaries; run `make release` \
-         (or `make test-emulator`, which builds them first)",
-        binary.display()
-    );
-    binary
-}
-
 /// One emulator process running one function: one warm Lambda container.
 struct Emulator {
     child: Child,

@@ -209,6 +209,8 @@ pub struct ServerState {
     pub jwks_hangs: AtomicBool,
     /// Answer the discovery document only after this many ms (a slow identity provider).
     pub discovery_delay_ms: AtomicU64,
+    /// Answer the JWKS only after this many ms.
+    pub jwks_delay_ms: AtomicU64,
 }
 
 /// A JWKS + OpenID discovery server on 127.0.0.1: `GET /jwks.json`,
@@ -262,6 +264,13 @@ impl JwksServer {
     pub fn set_discovery_delay(&self, delay: Duration) {
         self.state
             .discovery_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Delay the JWKS by `delay`.
+    pub fn set_jwks_delay(&self, delay: Duration) {
+        self.state
+            .jwks_delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
@@ -325,6 +334,10 @@ async fn connection(mut stream: TcpStream, state: Arc<ServerState>) {
                 if state.jwks_hangs.load(Ordering::SeqCst) {
                     // Until the client gives up or the server stops (which aborts this task).
                     std::future::pending::<()>().await;
+                }
+                let delay = state.jwks_delay_ms.load(Ordering::SeqCst);
+                if delay > 0 {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
                 }
                 let cc = state.cache_control.lock().unwrap().clone();
                 ("200 OK", state.jwks.lock().unwrap().clone(), cc)

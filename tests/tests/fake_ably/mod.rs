@@ -200,6 +200,11 @@ impl FakeAbly {
         self.state.requests.lock().unwrap().clone()
     }
 
+    /// Forget the requests recorded so far (long benchmark runs).
+    pub fn clear_requests(&self) {
+        self.state.requests.lock().unwrap().clear();
+    }
+
     pub fn requests_to(&self, path_suffix: &str) -> Vec<Recorded> {
         self.requests()
             .into_iter()
