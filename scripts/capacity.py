@@ -63,6 +63,29 @@ CALLS_ABLY = {"issue-jwt": False, "issue-token-request": False, "issue-ably-toke
 # issue-ably-token calls requestToken itself (one).
 ABLY_TOKEN_REQUESTS = {"issue-jwt": 0, "issue-token-request": 1, "issue-ably-token": 1}
 RATES = [100, 10_000, 1_000_000]
+
+# --- Lambda Managed Instances (template ManagedInstances=true; docs/CAPACITY.md, "Managed
+# Instances"). Billed per instance-hour, not per request-ms: EC2's on-demand price plus a
+# management fee of 15% of it, plus Lambda's per-request charge. The template's defaults give
+# each execution environment 2048 MB at 2 GiB per vCPU = 1 vCPU.
+LMI_VCPU_HOUR = {  # on-demand EC2 price per vCPU-hour of a 2 GiB/vCPU instance (c7g / c7i .large)
+    "arm64": 0.0725 / 2,  # c7g.large, 2 vCPU, 4 GiB: $0.0725/h
+    "x86_64": 0.08925 / 2,  # c7i.large, 2 vCPU, 4 GiB: $0.08925/h
+}
+LMI_MANAGEMENT_FEE = 0.15  # of the EC2 on-demand price
+LMI_MIN_ENVIRONMENTS = 3  # per function: Lambda keeps at least three execution environments
+LMI_VCPU_PER_ENVIRONMENT = 1  # template default: 2048 MB at ExecutionEnvironmentMemoryGiBPerVCpu 2
+HOURS_PER_MONTH = SECONDS_PER_MONTH / 3600
+# ASSUMPTION: CPU kept at most this busy on average (Lambda scales on CPU use; headroom for
+# traffic that doubles within 5 minutes, which it absorbs without throttling).
+LMI_TARGET_UTILIZATION = 0.5
+# Measured (`make bench`, docs/PERFORMANCE.md "Concurrent mode"): CPU time of one invocation,
+# µs, in concurrent mode (8 workers, current-thread runtime, one vCPU of its own), the
+# function's own plus what the loopback Runtime API spent on it (standing in for the Lambda
+# agent's Runtime API on the same instance: an ASSUMPTION, the agent is not measurable here).
+LMI_FUNCTION_CPU_US = {"issue-jwt": 84.5, "issue-jwt (RS256 callers)": 117.8, "issue-ably-token": 131.1}
+LMI_RUNTIME_API_CPU_US = 29.5  # the loopback Runtime API per issue-jwt invocation, same run
+LMI_ROUTE_OF = {"issue-jwt": "issue-jwt", "issue-jwt (RS256 callers)": "issue-jwt", "issue-ably-token": "issue-ably-token"}
 SENSITIVITY_BILLED_MS = [1, 2, 5, 6]
 
 
@@ -145,6 +168,22 @@ def row(route: str, rate: float, d_ms: float, a: argparse.Namespace) -> dict:
         "ably_rps": rate * ABLY_TOKEN_REQUESTS[route],
         "quota_needed": max(math.ceil(little), math.ceil(floor10)),
     }
+
+
+def managed_row(name: str, rate: float, a: argparse.Namespace, standard: dict) -> dict:
+    """One Managed Instances row next to the standard-Lambda row of the same route and rate."""
+    cpu_us = LMI_FUNCTION_CPU_US[name] + LMI_RUNTIME_API_CPU_US
+    busy_vcpus = rate * cpu_us / 1e6
+    vcpus = max(LMI_MIN_ENVIRONMENTS * LMI_VCPU_PER_ENVIRONMENT, math.ceil(busy_vcpus / LMI_TARGET_UTILIZATION))
+    instance = vcpus * LMI_VCPU_HOUR[a.arch] * HOURS_PER_MONTH
+    fee = instance * LMI_MANAGEMENT_FEE
+    per_month = rate * SECONDS_PER_MONTH
+    requests = per_month * LAMBDA_PER_REQUEST
+    total_url = instance + fee + requests + standard["sm"]
+    return {"name": name, "rate": rate, "cpu_us": cpu_us, "busy": busy_vcpus, "vcpus": vcpus, "instance": instance,
+            "fee": fee, "requests": requests, "total_url": total_url, "total_api": total_url + standard["api"],
+            "standard_compute": standard["compute"], "standard_url": standard["via_url"],
+            "per_month": per_month}
 
 
 def thresholds(route: str, d_ms: float, a: argparse.Namespace) -> list[tuple[str, float]]:
@@ -271,6 +310,25 @@ def main(argv: list[str]) -> int:
         print(f"| {ms} | {money(per_m['compute'] / per_m['per_month'] * 1e6)} "
               f"| {money(per_m['per_m_api'])} / {money(per_m['per_m_url'])} "
               + "".join(f"| {money(r['compute'])} " for r in rs) + "|")
+    print()
+
+    print("#### Lambda Managed Instances next to standard Lambda (10,000 and 1,000,000 req/s)\n")
+    print(f"EC2 {a.arch} ${LMI_VCPU_HOUR[a.arch]:.5f} per vCPU-hour + {LMI_MANAGEMENT_FEE:.0%} management fee, "
+          f"{HOURS_PER_MONTH:.0f} h/month; at least {LMI_MIN_ENVIRONMENTS} environments × {LMI_VCPU_PER_ENVIRONMENT} vCPU; "
+          f"CPU at most {LMI_TARGET_UTILIZATION:.0%} busy (assumed); Runtime API {LMI_RUNTIME_API_CPU_US:g} µs per "
+          "invocation (assumed equal to the loopback one). Without API Gateway (Function URL); "
+          "add the same HTTP API line to both columns otherwise.\n")
+    print("| route | req/s | CPU µs per invocation (function + Runtime API) | busy vCPUs | vCPUs (≥ floor, ≤ 50% busy) "
+          "| instances + fee | Lambda requests | **managed, total** | standard: compute | **standard, total** |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name in LMI_FUNCTION_CPU_US:
+        route = LMI_ROUTE_OF[name]
+        for rate in (10_000, 1_000_000):
+            standard = row(route, rate, dur[route], a)
+            m = managed_row(name, rate, a, standard)
+            print(f"| `{name}` | {rate:,.0f} | {m['cpu_us']:.1f} | {m['busy']:.2f} | {m['vcpus']:,} "
+                  f"| {money(m['instance'] + m['fee'])} | {money(m['requests'])} | **{money(m['total_url'])}** "
+                  f"| {money(m['standard_compute'])} | **{money(m['standard_url'])}** |")
     print()
     return 0
 

@@ -216,8 +216,8 @@ async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
                 .map_or(0, |d| (d + shared.timeout).as_millis());
             out.extend_from_slice(
                 format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nlambda-runtime-aws-request-id: {id}\r\nlambda-runtime-deadline-ms: {deadline}\r\nlambda-runtime-invoked-function-arn: arn:aws:lambda:us-east-1:123456789012:function:under-test\r\nlambda-runtime-trace-id: Root=1-00000000-{:024x};Sampled=0\r\ncontent-length: {}\r\n\r\n",
-                    id.len(),
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nlambda-runtime-aws-request-id: {id}\r\nlambda-runtime-deadline-ms: {deadline}\r\nlambda-runtime-invoked-function-arn: arn:aws:lambda:us-east-1:123456789012:function:under-test\r\nlambda-runtime-trace-id: {}\r\ncontent-length: {}\r\n\r\n",
+                    trace_id(&id),
                     event.len()
                 )
                 .as_bytes(),
@@ -235,12 +235,14 @@ async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
             .and_then(|rest| rest.rsplit_once('/'))
             .filter(|_| request.method == "POST")
         {
-            let kind = match kind {
-                "response" => "response",
-                _ => "error",
-            };
-            record(&shared, id, kind, request.body);
-            out.extend_from_slice(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n");
+            match kind {
+                "response" | "error" => {
+                    let kind = if kind == "response" { "response" } else { "error" };
+                    record(&shared, id, kind, request.body);
+                    out.extend_from_slice(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n");
+                }
+                _ => out.extend_from_slice(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"),
+            }
         } else {
             out.extend_from_slice(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
         }
@@ -248,6 +250,15 @@ async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
             return;
         }
     }
+}
+
+/// The X-Ray trace header of invocation `id`: its own, so that a log line carrying another
+/// invocation's trace id is detectable.
+pub fn trace_id(id: &str) -> String {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("Root=1-00000000-{hash:024x};Sampled=0")
 }
 
 /// The next queued event, waiting for one; counts the waiting poll and the invocation in flight.

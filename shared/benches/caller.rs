@@ -110,7 +110,10 @@ fn verify_only(c: &mut Criterion) {
         Arc::new(SystemClock),
     )
     .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     let verdict = runtime.block_on(verifier.verify(&keys.rs256));
     assert!(matches!(verdict, shared::caller::Verdict::Verified(_)), "{verdict:?}");
     c.bench_function("caller_verify_rs256_warm_jwks", |b| {

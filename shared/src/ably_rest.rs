@@ -835,21 +835,26 @@ impl Clock for AblyClock {
 
     fn calibrate(&self) -> BoxFuture<'_, Result<(), IssueError>> {
         Box::pin(async move {
-            self.offset_ms
-                .get_or_try_init(|| async {
-                    let before = self.base.now_ms();
-                    let ably = self.ably.time().await.map_err(|e| {
-                        tracing::error!(ably_error = %e, "cannot read Ably's clock (ABLY_QUERY_TIME=true)");
-                        IssueError::from(e)
-                    })?;
-                    let after = self.base.now_ms();
-                    let local = before / 2 + after / 2;
-                    let offset = i64::try_from(ably).unwrap_or(i64::MAX) - i64::try_from(local).unwrap_or(i64::MAX);
-                    tracing::info!(offset_ms = offset, "Ably clock offset (ABLY_QUERY_TIME=true)");
-                    Ok::<i64, IssueError>(offset)
-                })
-                .await
-                .map(|_| ())
+            // Waiting for another request's read (or retrying after it failed) ends by this
+            // request's deadline too.
+            let read = self.offset_ms.get_or_try_init(|| async {
+                let before = self.base.now_ms();
+                let ably = self.ably.time().await.map_err(|e| {
+                    tracing::error!(ably_error = %e, "cannot read Ably's clock (ABLY_QUERY_TIME=true)");
+                    IssueError::from(e)
+                })?;
+                let after = self.base.now_ms();
+                let local = before / 2 + after / 2;
+                let offset = i64::try_from(ably).unwrap_or(i64::MAX) - i64::try_from(local).unwrap_or(i64::MAX);
+                tracing::info!(offset_ms = offset, "Ably clock offset (ABLY_QUERY_TIME=true)");
+                Ok::<i64, IssueError>(offset)
+            });
+            match crate::deadline::cut_off(read).await {
+                Some(read) => read.map(|_| ()),
+                None => Err(IssueError::from(AblyError::Timeout(
+                    "reading Ably's clock (ABLY_QUERY_TIME=true): no answer before the function timeout (the invocation's deadline)".into(),
+                ))),
+            }
         })
     }
 }
@@ -1071,6 +1076,8 @@ mod tests {
         ms: u64,
         calls: AtomicUsize,
         fail: bool,
+        /// Answer after this long.
+        delay: Duration,
     }
 
     impl AblyRest for TimeOnly {
@@ -1091,7 +1098,11 @@ mod tests {
             } else {
                 Ok(self.ms)
             };
-            Box::pin(std::future::ready(answer))
+            let delay = self.delay;
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                answer
+            })
         }
     }
 
@@ -1101,6 +1112,7 @@ mod tests {
             ms: 1_700_000_600_000,
             calls: AtomicUsize::new(0),
             fail: false,
+            delay: Duration::ZERO,
         });
         let clock = AblyClock::new(Arc::new(FixedClock(1_700_000_000_000)), ably.clone());
         assert_eq!(clock.now_ms(), 1_700_000_000_000);
@@ -1118,6 +1130,7 @@ mod tests {
             ms: 0,
             calls: AtomicUsize::new(0),
             fail: true,
+            delay: Duration::ZERO,
         });
         let clock = AblyClock::new(Arc::new(FixedClock(1_000)), ably.clone());
         let e = clock.calibrate().await.unwrap_err();
@@ -1128,5 +1141,31 @@ mod tests {
         let _ = clock.calibrate().await;
         assert_eq!(ably.calls.load(Ordering::SeqCst), 2);
         assert_eq!(clock.now_ms(), 1_000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_another_requests_clock_read_ends_by_this_requests_deadline() {
+        let ably = Arc::new(TimeOnly {
+            ms: 1_700_000_600_000,
+            calls: AtomicUsize::new(0),
+            fail: false,
+            delay: Duration::from_secs(3),
+        });
+        let clock = Arc::new(AblyClock::new(Arc::new(FixedClock(1_700_000_000_000)), ably.clone()));
+        let first = tokio::spawn({
+            let clock = clock.clone();
+            async move { clock.calibrate().await }
+        });
+        tokio::task::yield_now().await;
+        let started = tokio::time::Instant::now();
+        let e = crate::deadline::within(started + Duration::from_millis(200), clock.calibrate())
+            .await
+            .unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_millis(200));
+        assert_eq!(e.status(), 504, "{e:?}");
+        // The first read carries on and is the environment's one read.
+        first.await.unwrap().unwrap();
+        assert_eq!(clock.offset_ms(), Some(600_000));
+        assert_eq!(ably.calls.load(Ordering::SeqCst), 1);
     }
 }

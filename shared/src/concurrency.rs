@@ -11,7 +11,8 @@
 //! runs on a current-thread runtime (nothing to share, no thread hand-offs); concurrent mode
 //! runs on a multi-thread runtime with one worker thread per CPU the environment may use
 //! (`std::thread::available_parallelism`, which honours cgroup quotas and CPU affinity), or
-//! on a current-thread runtime when that is one CPU. docs/PERFORMANCE.md ("Concurrent mode")
+//! on a current-thread runtime when that is one CPU. Multi-thread is refused when serving one
+//! invocation at a time: the Lambda runtime then calls `set_var` for each invocation. docs/PERFORMANCE.md ("Concurrent mode")
 //! measures both flavours in both modes.
 
 use crate::env::{invalid, ConfigError, Env};
@@ -75,7 +76,9 @@ impl Mode {
     /// From the environment, with `cpus` the CPUs this process may use.
     pub fn from_env(env: &dyn Env, cpus: usize) -> Result<Mode, ConfigError> {
         let raw = env.var(MAX_CONCURRENCY_VAR);
-        let parsed = raw.as_deref().map(|v| v.trim().parse::<u32>());
+        // Parsed exactly as the Lambda runtime parses it (no trimming), so that the mode said
+        // at start-up is the one it polls in.
+        let parsed = raw.as_deref().map(str::parse::<u32>);
         let (concurrency, ignored_concurrency) = match parsed {
             None => (1, None),
             Some(Ok(n)) => (n.max(1), None),
@@ -89,7 +92,13 @@ impl Mode {
             None | Some("auto") if concurrency > 1 && cpus > 1 => Flavour::MultiThread(cpus),
             None | Some("auto") => Flavour::CurrentThread,
             Some("current-thread") => Flavour::CurrentThread,
-            Some("multi-thread") => Flavour::MultiThread(cpus),
+            Some("multi-thread") if concurrency > 1 => Flavour::MultiThread(cpus),
+            Some("multi-thread") => {
+                return Err(invalid(
+                    RUNTIME_VAR,
+                    "multi-thread needs AWS_LAMBDA_MAX_CONCURRENCY above 1: serving one invocation at a time, the Lambda runtime sets _X_AMZN_TRACE_ID with set_var for each invocation, which is unsound while other threads run; use auto or current-thread",
+                ))
+            }
             Some(_) => {
                 return Err(invalid(
                     RUNTIME_VAR,
@@ -157,17 +166,26 @@ mod tests {
 
     #[test]
     fn a_concurrency_that_is_not_a_number_is_served_one_at_a_time_and_said() {
-        let m = mode(&[(MAX_CONCURRENCY_VAR, "lots")], 2).unwrap();
-        assert_eq!((m.concurrency, m.flavour), (1, Flavour::CurrentThread));
-        assert!(m.ignored_concurrency.is_some_and(|w| w.contains(MAX_CONCURRENCY_VAR)));
+        // " 8" too: the Lambda runtime does not trim it either, and polls one at a time.
+        for raw in ["lots", " 8", "8.0", "-4"] {
+            let m = mode(&[(MAX_CONCURRENCY_VAR, raw)], 2).unwrap();
+            assert_eq!((m.concurrency, m.flavour), (1, Flavour::CurrentThread), "{raw:?}");
+            assert!(
+                m.ignored_concurrency.is_some_and(|w| w.contains(MAX_CONCURRENCY_VAR)),
+                "{raw:?}"
+            );
+        }
     }
 
     #[test]
     fn the_flavour_can_be_chosen_and_a_bad_choice_refuses_to_start() {
         let forced = mode(&[(MAX_CONCURRENCY_VAR, "8"), (RUNTIME_VAR, "current-thread")], 2).unwrap();
         assert_eq!(forced.flavour, Flavour::CurrentThread);
-        let forced = mode(&[(RUNTIME_VAR, "multi-thread")], 3).unwrap();
-        assert_eq!((forced.concurrency, forced.flavour), (1, Flavour::MultiThread(3)));
+        let forced = mode(&[(MAX_CONCURRENCY_VAR, "8"), (RUNTIME_VAR, "multi-thread")], 1).unwrap();
+        assert_eq!((forced.concurrency, forced.flavour), (8, Flavour::MultiThread(1)));
+        // One at a time, the runtime calls set_var per invocation: only on one thread.
+        let err = mode(&[(RUNTIME_VAR, "multi-thread")], 3).unwrap_err().to_string();
+        assert!(err.contains("needs AWS_LAMBDA_MAX_CONCURRENCY above 1"), "{err}");
         let err = mode(&[(RUNTIME_VAR, "threads")], 2).unwrap_err().to_string();
         assert!(err.starts_with("TOKIO_RUNTIME is invalid: use auto"), "{err}");
     }

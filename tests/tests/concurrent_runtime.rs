@@ -18,7 +18,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use caller_support::{claims, jwks, JwksServer, TestKey, AUDIENCE, ISSUER};
 use fake_ably::{FakeAbly, Fault};
-use integration_tests::runtime_api::{FunctionProcess, RuntimeApi};
+use integration_tests::runtime_api::{trace_id, FunctionProcess, RuntimeApi};
 use integration_tests::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -163,6 +163,9 @@ async fn eight_workers_serve_eight_invocations_at_once_each_answer_to_its_own_re
     assert_eq!(api.wait_for_answers(40, ANSWERS_WITHIN).await, 40, "{}", process.logs());
 
     assert_eq!(api.max_in_flight(), 8, "invocations in flight at once");
+    // And the function worked on them at once: 8 calls to Ably open together, not one after
+    // another behind a lock.
+    assert_eq!(fake.most_slow_at_once(), 8, "requestToken calls open at once");
     assert_eq!(
         api.misrouted(),
         Vec::<String>::new(),
@@ -215,6 +218,7 @@ async fn without_max_concurrency_a_function_serves_one_invocation_at_a_time() {
     assert_eq!(api.wait_for_answers(6, ANSWERS_WITHIN).await, 6, "{}", process.logs());
     assert_eq!(api.max_in_flight(), 1);
     assert_eq!(api.max_polls_waiting(), 1);
+    assert_eq!(fake.most_slow_at_once(), 1);
     for (n, id) in ids.iter().enumerate() {
         let answer = proxy_answer(&api, id);
         let details: Value = serde_json::from_str(&body(&answer)).unwrap();
@@ -255,6 +259,8 @@ async fn many_jwts_at_once_all_verify_and_belong_to_their_callers() {
         let (_, claims) = verify_ably_jwt(&body(&answer), DEV_KEY_SECRET);
         assert_eq!(claims["x-ably-clientId"], json!(sub), "{id} got another caller's token");
         assert_eq!(lines[id]["client_id"], json!(sub));
+        // Its own X-Ray trace id, not another concurrent invocation's.
+        assert_eq!(lines[id]["xray_trace_id"], json!(trace_id(id)));
     }
 }
 
@@ -290,6 +296,10 @@ async fn a_cold_environment_fetches_the_keys_and_reads_ablys_clock_once_for_conc
         "the requests overlapped: {}",
         api.max_in_flight()
     );
+    // Exactly one of them was the environment's first (cold_start), whatever the order.
+    let lines = request_lines(&process);
+    assert_eq!(lines.len(), 16);
+    assert_eq!(lines.values().filter(|l| l["cold_start"] == json!(true)).count(), 1);
     assert_eq!(provider.jwks_fetches(), 1, "one JWKS fetch for the environment");
     assert_eq!(
         fake.requests_to("/time").len(),

@@ -35,7 +35,10 @@ pub fn baseline(c: &mut Criterion, binary: &str) {
 /// Lambda function calls it: checked to answer 200 first (which also warms a JWKS cache),
 /// then measured as `name`.
 pub fn bench_jwt_request(c: &mut Criterion, name: &str, service: &Service, token: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
     let authorization = format!("Bearer {token}");
     let request = || -> Request {
         lambda_http::http::Request::builder()

@@ -576,7 +576,11 @@ impl JwksVerifier {
                 Err(_) => return,
             }
         } else {
-            self.refresh.lock().await
+            // Waiting for another request's fetch ends by this request's deadline too.
+            match crate::deadline::cut_off(self.refresh.lock()).await {
+                Some(guard) => guard,
+                None => return,
+            }
         };
         let started = self.clock.now_ms();
         let (known_url, rediscover) = {
@@ -604,9 +608,13 @@ impl JwksVerifier {
         let cut_off = budget < self.fetch_deadline && matches!(outcome, Err(FetchError::Timeout { .. }));
         let ended = self.clock.now_ms();
         let mut cache = self.lock();
-        cache.generation += 1;
-        if reason == Reason::UnknownKid {
-            cache.last_kid_refetch_ms = Some(ended);
+        // A cut-off fetch completes nothing: requests waiting for it fetch with their own
+        // time, and an unknown kid may be looked up again.
+        if !cut_off {
+            cache.generation += 1;
+            if reason == Reason::UnknownKid {
+                cache.last_kid_refetch_ms = Some(ended);
+            }
         }
         match outcome {
             Err(e) if cut_off => tracing::warn!(
@@ -1027,6 +1035,32 @@ mod tests {
         // The next request, with its own time, asks the provider again instead of failing fast.
         let _ = timed(&verifier, &token).await;
         assert_eq!(idp.calls(KEYS_URL), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_for_another_requests_fetch_ends_by_this_requests_deadline() {
+        // Concurrent mode: a slow fetch started by one request; another, with 50 ms left,
+        // stops waiting then (503) instead of at the fetch's end, and the fetch is still the
+        // environment's only one.
+        let (key, jwk) = ed25519();
+        let (verifier, idp, _) = idp_verifier(JwksSource::Url(KEYS_URL.into()), Duration::from_secs(2));
+        idp.set(KEYS_URL, vec![Answer::After(Duration::from_millis(600), ok(&jwk))]);
+        let verifier = Arc::new(verifier);
+        let token = Arc::new(token(&key));
+        let first = tokio::spawn({
+            let (verifier, token) = (verifier.clone(), token.clone());
+            async move { timed(&verifier, &token).await.0 }
+        });
+        // Until the first request's fetch is under way.
+        while idp.calls(KEYS_URL) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
+        let (verdict, took) = crate::deadline::within(deadline, timed(&verifier, &token)).await;
+        assert_unavailable(verdict);
+        assert!(took < Duration::from_millis(400), "cut at its own 50 ms: {took:?}");
+        assert!(matches!(first.await.unwrap(), Verdict::Verified(_)));
+        assert_eq!(idp.calls(KEYS_URL), 1);
     }
 
     #[tokio::test]

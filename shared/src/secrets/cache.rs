@@ -99,7 +99,10 @@ impl<T: Send + Sync + 'static> SecretCache<T> {
         if let Some(answer) = self.settled(max_age) {
             return answer;
         }
-        let _flight = self.flight.lock().await;
+        // Waiting for another request's read ends by this request's deadline too.
+        let Some(_flight) = crate::deadline::cut_off(self.flight.lock()).await else {
+            return self.cut_off();
+        };
         // Whoever held the flight before us may have read (or failed) meanwhile.
         if let Some(answer) = self.settled(max_age) {
             return answer;
@@ -517,6 +520,30 @@ pub(crate) mod tests {
         cold.delay(Duration::ZERO);
         assert_eq!(get(&cold_cache).await.unwrap(), "one");
         assert_eq!(cold.calls(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_another_requests_read_ends_by_this_requests_deadline() {
+        // Concurrent mode: one request's slow read holds the single flight; another request,
+        // with less time, stops waiting at its own deadline instead of at the read's end.
+        let reader = FakeReader::with("one");
+        reader.delay(Duration::from_secs(3));
+        let (cold, _) = cache(reader.clone());
+        let first = tokio::spawn({
+            let cold = cold.clone();
+            async move { get(&cold).await }
+        });
+        tokio::task::yield_now().await;
+        let started = tokio::time::Instant::now();
+        let deadline = started + Duration::from_millis(200);
+        match crate::deadline::within(deadline, get(&cold)).await {
+            Err(SecretError::Unavailable(why)) => assert!(why.contains("function timeout"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(started.elapsed(), Duration::from_millis(200));
+        // The first read was not disturbed, and it was the only one.
+        assert_eq!(first.await.unwrap().unwrap(), "one");
+        assert_eq!(reader.calls(), 1);
     }
 
     #[tokio::test]

@@ -102,6 +102,9 @@ struct State {
     always: Mutex<Option<Fault>>,
     channel_revocation: AtomicBool,
     tokens: AtomicU64,
+    /// Requests inside a `Fault::Slow` delay now, and the most at once.
+    slow_now: AtomicU64,
+    slow_most: AtomicU64,
 }
 
 /// The running fake; stops when dropped.
@@ -143,6 +146,8 @@ impl FakeAbly {
             always: Mutex::new(None),
             channel_revocation: AtomicBool::new(false),
             tokens: AtomicU64::new(0),
+            slow_now: AtomicU64::new(0),
+            slow_most: AtomicU64::new(0),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
@@ -200,6 +205,12 @@ impl FakeAbly {
         self.state.requests.lock().unwrap().clone()
     }
 
+    /// The most requests that were being answered slowly (`Fault::Slow`) at one time: how
+    /// many calls a client had open at once.
+    pub fn most_slow_at_once(&self) -> u64 {
+        self.state.slow_most.load(Ordering::SeqCst)
+    }
+
     /// Forget the requests recorded so far (long benchmark runs).
     pub fn clear_requests(&self) {
         self.state.requests.lock().unwrap().clear();
@@ -242,7 +253,10 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
             Some(Fault::NotAbly { status, body }) => (status, vec![], body.to_owned()),
             Some(Fault::Pass) | None => route(&state, &request),
             Some(Fault::Slow(delay)) => {
+                let now = state.slow_now.fetch_add(1, Ordering::SeqCst) + 1;
+                state.slow_most.fetch_max(now, Ordering::SeqCst);
                 tokio::time::sleep(delay).await;
+                state.slow_now.fetch_sub(1, Ordering::SeqCst);
                 route(&state, &request)
             }
             Some(Fault::Status {
