@@ -180,11 +180,7 @@ async fn callers() -> Vec<Caller> {
     rs256_claims["exp"] = json!(now_seconds() + 86_400);
     let rs256 = key.sign(&rs256_claims);
     let ably = fake_ably::FakeAbly::start(&[DEV_API_KEY]).await;
-    let ably_token_settings = dev_env(&[
-        ("TOKEN_POLICY_FILE", None),
-        ("TOKEN_POLICY", Some(TOKEN_ROUTES_POLICY)),
-        ("ABLY_REST_URL", Some(ably.url().as_str())),
-    ]);
+    let ably_token_settings = fake_ably::support::env_for(&ably, &[]);
     vec![
         Caller {
             name: "jwt/hs256",

@@ -380,10 +380,24 @@ def sam_invoke(logical_id: str, event_file: str, env_file: Path) -> tuple[dict, 
     return invoke_answer(out.stdout), out.stdout + out.stderr, took
 
 
+def built_bootstrap(logical_id: str) -> Path:
+    """The `bootstrap` sam build made for `logical_id`: in the directory its built template's
+    CodeUri names (`<Id>` alone, or `<Id>-Shared` when functions share one build, as the
+    managed-instances twins do)."""
+    lines = (BUILD_DIR / "template.yaml").read_text(encoding="utf-8").splitlines()
+    start = lines.index(f"  {logical_id}:")
+    for line in lines[start + 1:]:
+        if line.startswith("  ") and not line.startswith("   "):
+            break  # the next resource
+        if line.strip().startswith("CodeUri:"):
+            return BUILD_DIR / line.split(":", 1)[1].strip() / "bootstrap"
+    return BUILD_DIR / logical_id / "bootstrap"
+
+
 def reference_answers(fn: str, logical_id: str, items: list[tuple[str, dict]], env_file: Path) -> dict[str, Answer]:
     """The same built bootstrap under the plain Lambda emulator (scripts/invoke.py), no Docker."""
     env = rie.function_env(fn, env_file, [])
-    emulator = rie.Emulator(BUILD_DIR / logical_id / "bootstrap", fn, env)
+    emulator = rie.Emulator(built_bootstrap(logical_id), fn, env)
     try:
         return {name: Answer(emulator.invoke(json.dumps(event).encode())) for name, event in items}
     finally:

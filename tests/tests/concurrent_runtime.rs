@@ -143,11 +143,7 @@ async fn eight_workers_serve_eight_invocations_at_once_each_answer_to_its_own_re
     let fake = FakeAbly::start(&[DEV_API_KEY]).await;
     fake.fail_always(Fault::Slow(Duration::from_millis(250)));
     let api = RuntimeApi::start(Duration::from_secs(10)).await.unwrap();
-    let settings = dev_env(&[
-        ("TOKEN_POLICY_FILE", None),
-        ("TOKEN_POLICY", Some(TOKEN_ROUTES_POLICY)),
-        ("ABLY_REST_URL", Some(fake.url().as_str())),
-    ]);
+    let settings = fake_ably::support::env_for(&fake, &[]);
     let process = start("issue-ably-token", &api, Some(8), &settings, 8).await;
     let init = init_line(&process);
     assert_eq!(init["concurrency"], json!(8));
@@ -201,11 +197,7 @@ async fn without_max_concurrency_a_function_serves_one_invocation_at_a_time() {
     let fake = FakeAbly::start(&[DEV_API_KEY]).await;
     fake.fail_always(Fault::Slow(Duration::from_millis(100)));
     let api = RuntimeApi::start(Duration::from_secs(10)).await.unwrap();
-    let settings = dev_env(&[
-        ("TOKEN_POLICY_FILE", None),
-        ("TOKEN_POLICY", Some(TOKEN_ROUTES_POLICY)),
-        ("ABLY_REST_URL", Some(fake.url().as_str())),
-    ]);
+    let settings = fake_ably::support::env_for(&fake, &[]);
     let process = start("issue-ably-token", &api, None, &settings, 1).await;
     let init = init_line(&process);
     assert_eq!(
