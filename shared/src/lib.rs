@@ -9,7 +9,8 @@
 //! ─ http::respond ─ the answer in the event's shape
 //! ```
 //!
-//! Dependencies point one way: `runtime` → `service` → `issue` / `revoke` → `deps` →
+//! Dependencies point one way: `runtime` → `concurrency` (how many invocations at once, which
+//! Tokio runtime) and `service` → `issue` / `revoke` → `deps` →
 //! `config` → the modules it assembles (`caller`, `policy`, `key_source`, `secrets`,
 //! `ably_rest`) → the vocabulary they share (`env`, `route`, `limits`, `future`, `error`).
 //!
