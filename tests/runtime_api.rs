@@ -16,7 +16,7 @@
 //! them to be answered. The deadline given to each invocation is `timeout` after it is
 //! handed out, as Lambda's `Lambda-Runtime-Deadline-Ms` is.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -44,7 +44,6 @@ struct State {
     queue: VecDeque<(String, Arc<[u8]>)>,
     /// Handed out, not yet answered: when.
     in_flight: HashMap<String, Instant>,
-    handed_out: HashSet<String>,
     answers: HashMap<String, Answer>,
     /// Answers for ids never handed out, or answered twice.
     misrouted: Vec<String>,
@@ -144,10 +143,6 @@ impl RuntimeApi {
         self.shared.lock().answers.clone()
     }
 
-    pub fn answered(&self) -> usize {
-        self.shared.lock().answers.len()
-    }
-
     pub fn misrouted(&self) -> Vec<String> {
         self.shared.lock().misrouted.clone()
     }
@@ -170,7 +165,6 @@ impl RuntimeApi {
     pub fn reset_counts(&self) {
         let mut state = self.shared.lock();
         state.answers.clear();
-        state.handed_out.clear();
         state.max_in_flight = state.in_flight.len();
         state.max_polls_waiting = state.polls_waiting;
     }
@@ -275,7 +269,6 @@ async fn next_event(shared: &Shared) -> (String, Arc<[u8]>) {
             if let Some((id, event)) = state.queue.pop_front() {
                 state.polls_waiting -= 1;
                 state.in_flight.insert(id.clone(), Instant::now());
-                state.handed_out.insert(id.clone());
                 state.max_in_flight = state.max_in_flight.max(state.in_flight.len());
                 if !state.queue.is_empty() {
                     shared.queued.notify_one();

@@ -118,10 +118,6 @@ impl Mode {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self::from_env(&crate::env::ProcessEnv, cpus)
     }
-
-    pub fn is_concurrent(&self) -> bool {
-        self.concurrency > 1
-    }
 }
 
 #[cfg(test)]
@@ -148,7 +144,6 @@ mod tests {
                 (1, Flavour::CurrentThread, None),
                 "{vars:?}"
             );
-            assert!(!m.is_concurrent());
         }
     }
 
@@ -156,7 +151,6 @@ mod tests {
     fn managed_instances_concurrency_runs_one_thread_per_cpu() {
         let m = mode(&[(MAX_CONCURRENCY_VAR, "64")], 2).unwrap();
         assert_eq!((m.concurrency, m.flavour), (64, Flavour::MultiThread(2)));
-        assert!(m.is_concurrent());
         // One CPU: nothing to gain from more threads.
         assert_eq!(
             mode(&[(MAX_CONCURRENCY_VAR, "64")], 1).unwrap().flavour,

@@ -157,6 +157,14 @@ fn event_with(event: &str, token: &str) -> Arc<[u8]> {
     Arc::from(event.to_string().into_bytes())
 }
 
+/// A dev (HS256) caller token for Alice, valid for a day.
+fn hs256_caller() -> String {
+    caller_token(
+        &json!({"sub": "alice", "name": "Alice", "org": "acme", "exp": now_seconds() + 86_400}),
+        DEV_CALLER_SECRET,
+    )
+}
+
 struct Caller {
     /// `route/caller`.
     name: &'static str,
@@ -170,10 +178,7 @@ struct Caller {
 }
 
 async fn callers() -> Vec<Caller> {
-    let hs256 = caller_token(
-        &json!({"sub": "alice", "name": "Alice", "org": "acme", "exp": now_seconds() + 86_400}),
-        DEV_CALLER_SECRET,
-    );
+    let hs256 = hs256_caller();
     let key = TestKey::rsa("bench-1");
     let provider = JwksServer::start(jwks(&[&key])).await;
     let mut rs256_claims = claims(ISSUER, "alice");
@@ -321,15 +326,7 @@ async fn throughput(rounds: usize, invocations: usize, only: Option<String>) -> 
 }
 
 async fn coldstart(runs: usize) -> Value {
-    let event = {
-        let token = caller_token(
-            &json!({"sub": "alice", "name": "Alice", "org": "acme", "exp": now_seconds() + 86_400}),
-            DEV_CALLER_SECRET,
-        );
-        let mut e: Value = serde_json::from_str(include_str!("../../events/jwt-get-valid-caller.json")).expect("event");
-        e["headers"]["authorization"] = json!(format!("Bearer {token}"));
-        Arc::<[u8]>::from(e.to_string().into_bytes())
-    };
+    let event = jwt_event(&hs256_caller());
     println!(
         "{:<20} {:<22} {:>9} {:>16} {:>13}",
         "function", "mode", "init ms", "start→answer ms", "peak RSS MiB"
