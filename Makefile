@@ -214,18 +214,19 @@ SOAK_N ?= 100000
 
 .PHONY: bench bench-compare coldstart soak perf-smoke capacity
 
+# cargo runs a bench in its package directory (tests/), so its output paths are absolute.
 MANAGED_BENCH := cargo bench -q -p integration-tests --bench managed_instances --
 
 bench: release ## criterion benchmarks of the engine and every route in process, a table of medians; then concurrent mode (Managed Instances) against one at a time on the release binaries
 	@start=$$(date +%s); cargo bench -p shared; python3 scripts/bench_summary.py --since $$start
-	$(MANAGED_BENCH) throughput --json target/bench/managed-instances.json
+	$(MANAGED_BENCH) throughput --json $(CURDIR)/target/bench/managed-instances.json
 
 bench-compare: tools-npm ## the same JWT / TokenRequest work in Node.js (jsonwebtoken, ably) vs Rust, one core, ratios
 	python3 scripts/bench_compare.py
 
 coldstart: release tools-py ## each release binary cold-started 20 times under the Lambda emulator: init, RSS, sizes; then one at a time against 8 workers (Managed Instances)
 	$(PYTHON) scripts/coldstart.py --runs 20
-	$(MANAGED_BENCH) coldstart --runs 20 --json target/bench/managed-instances-coldstart.json
+	$(MANAGED_BENCH) coldstart --runs 20 --json $(CURDIR)/target/bench/managed-instances-coldstart.json
 
 soak: release tools-py ## 100,000 invocations in one emulator container, RSS sampled: memory must stay flat
 	@for fn in $(SOAK_FN); do $(PYTHON) scripts/soak.py --function $$fn --invocations $(SOAK_N) || exit 1; done
@@ -239,8 +240,8 @@ perf-smoke: release tools-py ## coldstart, soak, capacity and the managed-instan
 	$(PYTHON) scripts/coldstart.py --runs 2 --warm 5 --json target/perf-smoke/coldstart.json
 	$(PYTHON) scripts/soak.py --function issue-ably-token --invocations 3000 --every 500 --warmup 1000 --json target/perf-smoke/soak.json
 	python3 scripts/capacity.py > target/perf-smoke/capacity.md
-	$(MANAGED_BENCH) throughput --rounds 1 --invocations 300 --json target/perf-smoke/managed-instances.json
-	$(MANAGED_BENCH) coldstart --runs 1 --json target/perf-smoke/managed-instances-coldstart.json
+	$(MANAGED_BENCH) throughput --rounds 1 --invocations 300 --json $(CURDIR)/target/perf-smoke/managed-instances.json
+	$(MANAGED_BENCH) coldstart --runs 1 --json $(CURDIR)/target/perf-smoke/managed-instances-coldstart.json
 
 # ---------------------------------------------------------------- fuzzing (docs/SECURITY.md, "Adversarial testing")
 # fuzz/ is its own cargo workspace (instrumented build in fuzz/target). cargo-fuzz is installed

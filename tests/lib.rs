@@ -66,6 +66,13 @@ pub fn release_binary(function: &str) -> PathBuf {
     binary
 }
 
+/// An event of `events/` (its text, e.g. `include_str!`) with `Authorization: Bearer <token>`.
+pub fn event_with_bearer(event: &str, token: &str) -> Vec<u8> {
+    let mut event: serde_json::Value = serde_json::from_str(event).expect("an events/ file is JSON");
+    event["headers"]["authorization"] = serde_json::Value::String(format!("Bearer {token}"));
+    event.to_string().into_bytes()
+}
+
 /// The development environment of `make dev`, plus overrides (`None` removes a variable).
 pub fn dev_env(overrides: &[(&str, Option<&str>)]) -> HashMap<String, String> {
     let mut env: HashMap<String, String> = [

@@ -46,8 +46,8 @@ impl Flavour {
         }
     }
 
-    /// The tokio runtime of this flavour, with timers and no I/O driver beyond what the
-    /// HTTP clients need.
+    /// The tokio runtime of this flavour, with the I/O driver (the HTTP clients) and the
+    /// time driver (deadlines, retries).
     pub fn build(self) -> std::io::Result<tokio::runtime::Runtime> {
         let mut builder = match self {
             Flavour::CurrentThread => tokio::runtime::Builder::new_current_thread(),

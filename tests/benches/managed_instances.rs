@@ -145,16 +145,9 @@ fn hmac_baseline_ns() -> f64 {
     median(&mut samples)
 }
 
-/// An HTTP API (v2) GET of /auth/jwt with `Authorization: Bearer <token>`.
+/// The events/ file's HTTP API (v2) GET of /auth/jwt with `Authorization: Bearer <token>`.
 fn jwt_event(token: &str) -> Arc<[u8]> {
-    event_with(include_str!("../../events/jwt-get-valid-caller.json"), token)
-}
-
-/// `event` (an events/ file) with `Authorization: Bearer <token>`.
-fn event_with(event: &str, token: &str) -> Arc<[u8]> {
-    let mut event: Value = serde_json::from_str(event).expect("event");
-    event["headers"]["authorization"] = json!(format!("Bearer {token}"));
-    Arc::from(event.to_string().into_bytes())
+    event_with_bearer(include_str!("../../events/jwt-get-valid-caller.json"), token).into()
 }
 
 /// A dev (HS256) caller token for Alice, valid for a day.
@@ -199,7 +192,7 @@ async fn callers() -> Vec<Caller> {
             name: "token/hs256",
             function: "issue-ably-token",
             settings: ably_token_settings,
-            event: event_with(include_str!("../../events/ably-token-get-valid-caller.json"), &hs256),
+            event: event_with_bearer(include_str!("../../events/ably-token-get-valid-caller.json"), &hs256).into(),
             _provider: None,
             ably: Some(ably),
         },
@@ -352,7 +345,12 @@ async fn coldstart(runs: usize) -> Value {
                     process.logs()
                 );
                 first.push(started.elapsed().as_secs_f64() * 1e3);
-                assert!(api.answer(&id).is_some());
+                let answer = api.answer(&id).expect("the queued event's answer");
+                assert!(
+                    String::from_utf8_lossy(&answer.body).contains("\"statusCode\":200"),
+                    "{function}: {}",
+                    String::from_utf8_lossy(&answer.body)
+                );
                 rss.push(peak_rss_kib(process.pid()) as f64 / 1024.0);
                 let init_us = process
                     .logs()

@@ -27,31 +27,14 @@ use std::time::Duration;
 /// Long enough for any of these tests; they end as soon as the answers are in.
 const ANSWERS_WITHIN: Duration = Duration::from_secs(60);
 
-/// An HTTP API (v2) GET of `path` with `Authorization: Bearer <token>`.
-fn event(path: &str, token: &str, n: usize) -> Vec<u8> {
-    json!({
-        "version": "2.0",
-        "routeKey": format!("ANY {path}"),
-        "rawPath": path,
-        "rawQueryString": format!("rnd={n}"),
-        "headers": {
-            "host": "abc123.execute-api.eu-west-1.amazonaws.com",
-            "x-forwarded-proto": "https",
-            "authorization": format!("Bearer {token}"),
-            "origin": DEV_ORIGIN,
-        },
-        "queryStringParameters": {"rnd": n.to_string()},
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "abc123",
-            "domainName": "abc123.execute-api.eu-west-1.amazonaws.com", "domainPrefix": "abc123",
-            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "test"},
-            "requestId": format!("apigw-{n}"), "routeKey": format!("ANY {path}"), "stage": "$default",
-            "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": 1767225600000u64
-        },
-        "isBase64Encoded": false
-    })
-    .to_string()
-    .into_bytes()
+/// The events/ file's HTTP API (v2) GET of /auth/jwt or /auth/token, with `Authorization:
+/// Bearer <token>`.
+fn jwt_event(token: &str) -> Vec<u8> {
+    event_with_bearer(include_str!("../../events/jwt-get-valid-caller.json"), token)
+}
+
+fn token_event(token: &str) -> Vec<u8> {
+    event_with_bearer(include_str!("../../events/ably-token-get-valid-caller.json"), token)
 }
 
 /// A dev (HS256) caller token for `sub`, valid for an hour.
@@ -153,7 +136,7 @@ async fn eight_workers_serve_eight_invocations_at_once_each_answer_to_its_own_re
     let ids: Vec<(String, String)> = (0..40)
         .map(|n| {
             let sub = format!("user-{n}");
-            (api.push(event("/auth/token", &dev_caller(&sub), n)), sub)
+            (api.push(token_event(&dev_caller(&sub))), sub)
         })
         .collect();
     assert_eq!(api.wait_for_answers(40, ANSWERS_WITHIN).await, 40, "{}", process.logs());
@@ -205,7 +188,7 @@ async fn without_max_concurrency_a_function_serves_one_invocation_at_a_time() {
         (&json!(1), &json!("current-thread"))
     );
     let ids: Vec<String> = (0..6)
-        .map(|n| api.push(event("/auth/token", &dev_caller(&format!("solo-{n}")), n)))
+        .map(|n| api.push(token_event(&dev_caller(&format!("solo-{n}")))))
         .collect();
     assert_eq!(api.wait_for_answers(6, ANSWERS_WITHIN).await, 6, "{}", process.logs());
     assert_eq!(api.max_in_flight(), 1);
@@ -227,7 +210,7 @@ async fn many_jwts_at_once_all_verify_and_belong_to_their_callers() {
     let ids: Vec<(String, String)> = (0..count)
         .map(|n| {
             let sub = format!("member-{n}");
-            (api.push(event("/auth/jwt", &dev_caller(&sub), n)), sub)
+            (api.push(jwt_event(&dev_caller(&sub))), sub)
         })
         .collect();
     assert_eq!(
@@ -279,7 +262,7 @@ async fn a_cold_environment_fetches_the_keys_and_reads_ablys_clock_once_for_conc
     let ids: Vec<(String, String)> = (0..16)
         .map(|n| {
             let sub = format!("oidc-{n}");
-            (api.push(event("/auth/jwt", &key.sign(&claims(ISSUER, &sub)), n)), sub)
+            (api.push(jwt_event(&key.sign(&claims(ISSUER, &sub)))), sub)
         })
         .collect();
     assert_eq!(api.wait_for_answers(16, ANSWERS_WITHIN).await, 16, "{}", process.logs());
