@@ -139,7 +139,6 @@ function assertTokenMatchesPolicy(token, claims, { ttlSeconds, capability } = {}
   return payload;
 }
 
-
 // ------------------------------------------------------------------ through the SDK
 
 test('rsa8c_sdk_gets_jwt_through_authurl_and_every_claim_matches_the_policy', async () => {

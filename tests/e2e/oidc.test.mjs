@@ -87,7 +87,6 @@ function ablyClient(token) {
   });
 }
 
-
 test('oidc_rs256_bearer_token_gets_an_ably_jwt_through_authurl', async () => {
   const { token } = await ablyClient(idToken({ roles: ['moderator'] })).auth.requestToken();
   const { header, payload } = jwt.verify(token, DEV_KEY_SECRET, { algorithms: ['HS256'], complete: true });

@@ -200,7 +200,6 @@ const sinceNow = () => {
   return () => fake.requests.slice(mark);
 };
 
-
 // ------------------------------------------------------------------ issue-token-request
 
 test('rsa8c_sdk_exchanges_the_token_request_from_authurl_at_ably', async () => {
